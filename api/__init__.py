@@ -1,0 +1,70 @@
+"""The Flask API: `create_app(test_config=None)` builds it.
+
+Request path: blueprint (api/blueprints) -> service (api/services) -> shared models and the
+job contract (shared/) -> Celery through Redis -> worker task (worker/tasks).
+"""
+from __future__ import annotations
+
+from flask import redirect
+from flask_openapi3 import Info, OpenAPI
+
+from api import commands
+from api.blueprints import admin, auth, health, jobs, user
+from api.errors import register_error_handlers, validation_error_response
+from api.extensions import cors, json_provider, limiter, request_id
+from api.extensions import jwt as jwt_ext
+from api.schemas.common import ErrorResponse
+from shared.database import init_db
+from shared.logs import configure_logging
+from shared.settings import get_settings
+
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+    "signed_url": {"type": "apiKey", "in": "query", "name": "sig",
+                   "description": "the short-lived signature carried by status_url, events_url and download URLs"},
+}
+
+
+def create_app(test_config: dict | None = None) -> OpenAPI:
+    settings = get_settings()
+    configure_logging("api")
+    app = OpenAPI(
+        __name__,
+        info=Info(title="Digital-human mentor API", version="1.0.0"),
+        security_schemes=SECURITY_SCHEMES,
+        doc_prefix="/api",
+        doc_url="/openapi.json",
+        validation_error_status=400,
+        validation_error_model=ErrorResponse,
+        validation_error_callback=validation_error_response,
+    )
+    app.config.update(
+        SECRET_KEY=settings.SECRET_KEY,
+        MAX_CONTENT_LENGTH=max(settings.MAX_CONTENT_LENGTH, settings.UPLOAD_MAX_BYTES),
+        JSON_SORT_KEYS=False,
+    )
+    if test_config:
+        app.config.update(test_config)
+
+    init_db(app, app.config.get("DATABASE_URL") or settings.DATABASE_URL)
+    json_provider.init_app(app)
+    request_id.init_app(app)
+    cors.init_app(app)
+    jwt_ext.init_app(app)
+    limiter.init_app(app)
+    register_error_handlers(app)
+
+    for module in (auth, user, admin, jobs, health):
+        app.register_api(module.bp)
+
+    @app.get("/api/docs", doc_ui=False)
+    def docs():
+        return redirect("/api/swagger", code=302)
+
+    @app.teardown_appcontext
+    def _end_session(_exc):
+        from shared.database import db
+        db.session.remove()
+
+    commands.init_app(app)
+    return app

@@ -1,0 +1,1 @@
+"""Flask extensions, one module each, every one with `init_app(app)`."""

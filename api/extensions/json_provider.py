@@ -1,0 +1,27 @@
+"""JSON responses: datetimes as ISO 8601 UTC (`2026-01-01T12:00:00Z`), pydantic models as their dump."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from flask import Flask
+from flask.json.provider import DefaultJSONProvider
+from pydantic import BaseModel
+
+
+class APIJSONProvider(DefaultJSONProvider):
+    sort_keys = False
+
+    @staticmethod
+    def default(o):
+        if isinstance(o, datetime):
+            return o.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+        if isinstance(o, date):
+            return o.isoformat()
+        if isinstance(o, BaseModel):
+            return o.model_dump(mode="json")
+        return DefaultJSONProvider.default(o)
+
+
+def init_app(app: Flask) -> None:
+    app.json_provider_class = APIJSONProvider
+    app.json = APIJSONProvider(app)

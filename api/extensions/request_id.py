@@ -1,0 +1,28 @@
+"""X-Request-ID on every response: the client's when it sends a sane one, else a new one."""
+from __future__ import annotations
+
+import re
+import uuid
+
+from flask import Flask, g, request
+
+from shared.logs import request_id_var
+
+_SAFE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def current_request_id() -> str:
+    return g.get("request_id") or "-"
+
+
+def init_app(app: Flask) -> None:
+    @app.before_request
+    def _assign():
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _SAFE.match(incoming) else uuid.uuid4().hex
+        request_id_var.set(g.request_id)
+
+    @app.after_request
+    def _echo(response):
+        response.headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
+        return response

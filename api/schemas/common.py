@@ -1,0 +1,58 @@
+"""Schemas used across areas: the error shape, job envelopes, paging."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    """Request bodies refuse fields they do not know (mass assignment)."""
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class MessageResponse(BaseModel):
+    message: str
+
+
+class JobEnvelope(BaseModel):
+    """What every endpoint that queues work answers (202), beside the fields of what it made."""
+    job_id: str
+    status_url: str = Field(description="GET for the job record; carries a short-lived signature")
+    events_url: str = Field(description="Server-Sent Events; carries a short-lived signature for EventSource")
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    state: str
+    progress: float
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    attempts: int
+    request_id: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime
+    status_url: str
+    events_url: str
+
+
+class PageQuery(Strict):
+    limit: int = Field(20, ge=1, le=100)
+    offset: int = Field(0, ge=0, le=1_000_000)
+
+
+ERRORS = {400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse}

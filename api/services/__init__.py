@@ -1,0 +1,1 @@
+"""Business logic; the blueprints stay thin and call these."""

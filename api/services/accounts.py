@@ -1,0 +1,152 @@
+"""The account lifecycle: codes, sign-up, sign-in, token rotation, sign-out, passwords, erasure."""
+from __future__ import annotations
+
+import time
+import uuid
+
+from flask import request
+from flask_jwt_extended import create_access_token, create_refresh_token, get_jwt
+from sqlalchemy import delete, func, select
+
+from api.errors import APIError
+from api.extensions.jwt import revoked_key
+from api.services import codes, login_throttle
+from api.services.jobs import enqueue, envelope
+from api.services.passwords import check_policy, hash_password, verify_password
+from shared.database import db, utcnow, write_tx
+from shared.models import Role, User
+from shared.redis_client import get_redis
+from shared.settings import get_settings
+
+# purpose -> (template when the account exists, template when it does not)
+CODE_TEMPLATES = {
+    "register": ("account_exists", "code_register"),
+    "reset_password": ("code_reset_password", "no_account"),
+    "delete_account": ("code_delete_account", "no_account"),
+}
+
+
+def find_by_email(email: str) -> User | None:
+    return db.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
+
+
+def send_code(email: str, purpose: str) -> dict:
+    """Queue the mail; the answer is the same whether or not the address has an account."""
+    exists = find_by_email(email) is not None
+    template = CODE_TEMPLATES[purpose][0 if exists else 1]
+    context: dict = {"purpose": purpose, "minutes": get_settings().CODE_TTL // 60}
+    if template.startswith("code_"):
+        context["code"] = codes.issue(email, purpose)
+    job = enqueue("mail", None, {"to": email, "template": template, "context": context})
+    return {**envelope(job), "message": "If this address can receive it, a code is on its way.",
+            "expires_in": get_settings().CODE_TTL}
+
+
+def register(email: str, password: str, code: str, username: str | None) -> User:
+    check_policy(password, email)
+    if username and _username_taken(username):
+        raise APIError(409, "username_taken", "that username is taken", {"field": "username"})
+    codes.consume(email, "register", code)
+    if find_by_email(email) is not None:
+        raise APIError(409, "email_taken", "an account with this email already exists; sign in instead")
+    user = User(email=email, password_hash=hash_password(password), username=username,
+                role=Role.student.value, email_verified_at=utcnow())
+    with write_tx():
+        db.session.add(user)
+    return user
+
+
+def _username_taken(username: str, except_id: str | None = None) -> bool:
+    stmt = select(func.count()).select_from(User).where(func.lower(User.username) == username.lower())
+    if except_id:
+        stmt = stmt.where(User.id != except_id)
+    return db.session.execute(stmt).scalar_one() > 0
+
+
+def issue_tokens(user: User) -> dict:
+    refresh_jti = uuid.uuid4().hex
+    claims = {"ver": user.token_version}
+    refresh = create_refresh_token(identity=user.id, additional_claims={**claims, "jti": refresh_jti})
+    access = create_access_token(identity=user.id, additional_claims={**claims, "rjti": refresh_jti,
+                                                                       "role": user.role})
+    return {"access_token": access, "refresh_token": refresh, "token_type": "Bearer",
+            "expires_in": get_settings().JWT_ACCESS_TOKEN_EXPIRES}
+
+
+def login(email: str, password: str) -> dict:
+    ip = request.remote_addr or "-"
+    login_throttle.check(email, ip)
+    user = find_by_email(email)
+    if not verify_password(user.password_hash if user else None, password) or user is None:
+        login_throttle.failed(email, ip)
+        raise APIError(401, "invalid_credentials", "the email or password is wrong")
+    if not user.is_active:
+        raise APIError(403, "account_disabled", "this account is disabled")
+    login_throttle.succeeded(email, ip)
+    return issue_tokens(user)
+
+
+def _revoke(jti: str, expires_at: float) -> bool:
+    """Blocklist a token id until it would expire anyway; False if it already was."""
+    ttl = max(1, int(expires_at - time.time()) + 1)
+    return bool(get_redis().set(revoked_key(jti), "1", ex=ttl, nx=True))
+
+
+def refresh(user: User) -> dict:
+    """Rotate: the presented refresh token is spent, a new pair is issued."""
+    claims = get_jwt()
+    if not _revoke(claims["jti"], claims["exp"]):
+        raise APIError(401, "token_revoked", "the token has been revoked")
+    return issue_tokens(user)
+
+
+def logout() -> None:
+    claims = get_jwt()
+    _revoke(claims["jti"], claims["exp"])
+    if claims.get("rjti"):
+        _revoke(claims["rjti"], time.time() + get_settings().JWT_REFRESH_TOKEN_EXPIRES)
+
+
+def _set_password(user: User, password: str) -> None:
+    check_policy(password, user.email)
+    with write_tx():
+        user = db.session.merge(user)
+        user.password_hash = hash_password(password)
+        user.token_version += 1  # every existing token of the user stops working
+
+
+def reset_password(email: str, code: str, new_password: str) -> None:
+    check_policy(new_password, email)
+    codes.consume(email, "reset_password", code)
+    user = find_by_email(email)
+    if user is None:
+        raise APIError(400, "invalid_code", "the code is wrong or has expired; request a new one")
+    _set_password(user, new_password)
+
+
+def change_password(user: User, current: str, new: str) -> dict:
+    if not verify_password(user.password_hash, current):
+        raise APIError(400, "invalid_credentials", "the current password is wrong", {"field": "current_password"})
+    _set_password(user, new)
+    db.session.refresh(user)
+    return issue_tokens(user)
+
+
+def delete_account(user: User, code: str) -> None:
+    """Erase the account and everything it owns (jobs now; more as features arrive)."""
+    codes.consume(user.email, "delete_account", code)
+    with write_tx():
+        from shared.models import Job
+        db.session.execute(delete(Job).where(Job.user_id == user.id))
+        db.session.execute(delete(User).where(User.id == user.id))
+    logout()
+
+
+def update_profile(user: User, fields: dict) -> User:
+    if fields.get("username") and _username_taken(fields["username"], except_id=user.id):
+        raise APIError(409, "username_taken", "that username is taken", {"field": "username"})
+    with write_tx():
+        user = db.session.merge(user)
+        for name, value in fields.items():
+            setattr(user, name, value)
+    return user

@@ -1,0 +1,80 @@
+"""Jobs as their owners see them: lookup with ownership, the 202 envelope, cancellation."""
+from __future__ import annotations
+
+from flask import g
+from sqlalchemy import update
+
+from api.errors import APIError
+from api.security import signed_url
+from shared import events
+from shared.database import db, utcnow, write_tx
+from shared.jobs import dispatch, new_job
+from shared.models import Job, JobState, User
+from shared.models.job import ACTIVE_STATES
+from shared.redis_client import get_redis
+from shared.settings import get_settings
+
+
+def resource(job_id: str) -> str:
+    return f"job:{job_id}"
+
+
+def urls(job_id: str, user_id: str | None) -> dict[str, str]:
+    res = resource(job_id)
+    return {"status_url": signed_url(f"/api/jobs/{job_id}", user_id, res),
+            "events_url": signed_url(f"/api/jobs/{job_id}/events", user_id, res)}
+
+
+def envelope(job: Job) -> dict:
+    return {"job_id": job.id, **urls(job.id, job.user_id)}
+
+
+def to_dict(job: Job) -> dict:
+    return {
+        "id": job.id, "kind": job.kind, "state": job.state, "progress": job.progress,
+        "result": job.result, "error": job.error, "attempts": job.attempts, "request_id": job.request_id,
+        "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
+        "updated_at": job.updated_at, **urls(job.id, job.user_id),
+    }
+
+
+def get_owned(job_id: str, user: User | None) -> Job:
+    """The job if the caller owns it; 404 otherwise (also for another user's job)."""
+    job = db.session.get(Job, job_id) if len(job_id) <= 64 else None
+    if job is None:
+        raise APIError(404, "not_found", "no such job")
+    if user is None:  # an anonymous signed URL: only for jobs without an owner
+        if job.user_id is not None or not g.get("signed_anonymous"):
+            raise APIError(404, "not_found", "no such job")
+    elif job.user_id != user.id:
+        raise APIError(404, "not_found", "no such job")
+    return job
+
+
+def enqueue(kind: str, user_id: str | None, payload: dict) -> Job:
+    """Write a job record, commit, then dispatch it."""
+    with write_tx():
+        job = new_job(kind, user_id, payload, request_id=g.get("request_id"))
+    dispatch(job)
+    return job
+
+
+def cancel(job: Job) -> Job:
+    """Cancel a queued or running job; the worker stops at its next check."""
+    if job.state not in ACTIVE_STATES:
+        raise APIError(409, "not_cancellable", f"the job is already {job.state}")
+    now = utcnow()
+    with write_tx():
+        changed = db.session.execute(
+            update(Job).where(Job.id == job.id, Job.state.in_(ACTIVE_STATES))
+            .values(state=JobState.cancelled.value, finished_at=now, updated_at=now,
+                    error={"code": "cancelled", "message": "cancelled by the user"})
+        ).rowcount
+    if not changed:
+        db.session.refresh(job)
+        raise APIError(409, "not_cancellable", f"the job is already {job.state}")
+    r = get_redis()
+    r.set(events.cancel_key(job.id), "1", ex=get_settings().JOB_EVENTS_TTL)
+    events.publish(r, job.id, "cancelled", {"state": "cancelled"})
+    db.session.refresh(job)
+    return job

@@ -1,0 +1,1 @@
+"""What the API and the worker both import: settings, models, migrations, the job contract, Redis helpers."""

@@ -1,0 +1,114 @@
+"""The database: Flask-SQLAlchemy's `db`, Flask-Migrate, and SQLite tuning.
+
+SQLite runs in WAL mode with a busy timeout, and write transactions begin with
+`BEGIN IMMEDIATE` (see `write_tx`) so that a read transaction never has to upgrade to a
+write lock, which is what produces "database is locked" under concurrency. On PostgreSQL
+the same code runs unchanged.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from flask import Flask
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase
+
+MIGRATIONS_DIR = str(Path(__file__).resolve().parent / "migrations")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate(compare_type=True, render_as_batch=True)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def normalise_url(url: str) -> str:
+    """Accept postgres:// and postgresql:// and use the psycopg 3 driver for them."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _sqlite_path(url: str) -> str | None:
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        return url[len("sqlite:///"):]
+    return None
+
+
+def init_db(app: Flask, url: str) -> None:
+    """Bind `db` and Flask-Migrate to `app`."""
+    url = normalise_url(url)
+    path = _sqlite_path(url)
+    options: dict = {"pool_pre_ping": True}
+    if path:
+        if not os.path.isabs(path):
+            path = os.path.abspath(path)
+            url = "sqlite:///" + path
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        options = {"connect_args": {"timeout": 15, "check_same_thread": False}}
+    else:
+        options.update(pool_size=10, max_overflow=20, pool_recycle=1800)
+    app.config["SQLALCHEMY_DATABASE_URI"] = url
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+    app.config.setdefault("SQLALCHEMY_TRACK_MODIFICATIONS", False)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS_DIR)
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_on_connect(dbapi_conn, _record):  # pragma: no cover - driver specific
+    if type(dbapi_conn).__module__.startswith("sqlite3"):
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves, below
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=15000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+
+@event.listens_for(Engine, "begin")
+def _sqlite_on_begin(conn):  # pragma: no cover - driver specific
+    if conn.dialect.name == "sqlite":
+        immediate = conn.get_execution_options().get("sqlite_immediate")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def write_tx():
+    """A short write transaction: BEGIN IMMEDIATE on SQLite, commit on exit, rollback on error.
+
+    Ends whatever read transaction the session had open first, so that the write lock is
+    taken up front instead of by upgrading a read snapshot.
+    """
+    session = db.session
+    if session.in_transaction():
+        session.commit()
+    session.connection(execution_options={"sqlite_immediate": True})
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise

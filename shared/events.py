@@ -1,0 +1,50 @@
+"""Job events: a Redis Stream per job, written by workers and read by the API's SSE endpoint.
+
+Each entry has fields `e` (the event name) and `d` (JSON data). Entry ids are the SSE ids,
+so a client resumes with Last-Event-ID. Streams are capped in length and expire
+JOB_EVENTS_TTL seconds after their last event.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+import redis
+
+from shared.settings import get_settings
+
+TERMINAL_EVENTS = {"done", "error", "cancelled"}
+
+
+def stream_key(job_id: str) -> str:
+    return f"job:{job_id}:events"
+
+
+def cancel_key(job_id: str) -> str:
+    return f"job:{job_id}:cancel"
+
+
+def publish(r: redis.Redis, job_id: str, event: str, data: dict[str, Any] | None = None) -> str:
+    s = get_settings()
+    key = stream_key(job_id)
+    pipe = r.pipeline(transaction=False)
+    pipe.xadd(key, {"e": event, "d": json.dumps(data or {}, separators=(",", ":"))},
+              maxlen=s.JOB_EVENTS_MAXLEN, approximate=True)
+    pipe.expire(key, s.JOB_EVENTS_TTL)
+    entry_id, _ = pipe.execute()
+    return entry_id
+
+
+def read(r: redis.Redis, job_id: str, after: str, block_ms: int | None) -> list[tuple[str, str, dict]]:
+    """Entries after `after` ("0" for all), waiting up to block_ms for the first one (None: no wait)."""
+    reply = r.xread({stream_key(job_id): after}, count=500, block=block_ms)
+    out = []
+    for _key, entries in reply or []:
+        for entry_id, fields in entries:
+            out.append((entry_id, fields.get("e", "message"), json.loads(fields.get("d") or "{}")))
+    return out
+
+
+def history(r: redis.Redis, job_id: str) -> Iterator[tuple[str, str, dict]]:
+    for entry_id, fields in r.xrange(stream_key(job_id)):
+        yield entry_id, fields.get("e", "message"), json.loads(fields.get("d") or "{}")

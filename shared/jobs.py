@@ -1,0 +1,82 @@
+"""The job contract: kinds, their task names, creating a job record and dispatching it.
+
+The record is written first, in the caller's transaction, and sent to Celery only after
+that transaction commits. A send that fails leaves `dispatched_at` empty, and the beat's
+sweeper sends it again; so does a crash between commit and send (after
+REDISPATCH_QUEUED_AFTER). Tasks receive the job id, never objects.
+"""
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import func, select, update
+
+from shared.celery_config import make_celery
+from shared.database import db, utcnow, write_tx
+from shared.models import Job
+from shared.models.job import ACTIVE_STATES
+from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+# kind -> task name; the task name's prefix is its queue (see shared.celery_config).
+KIND_TASKS: dict[str, str] = {
+    "mail": "mail.send",
+}
+
+_celery = None
+
+
+class JobLimitExceeded(Exception):
+    def __init__(self, kind: str, limit: int):
+        super().__init__(f"at most {limit} {kind} jobs may be queued or running at once")
+        self.kind = kind
+        self.limit = limit
+
+
+def celery_client():
+    global _celery
+    if _celery is None:
+        _celery = make_celery("mentor-client")
+    return _celery
+
+
+def active_jobs(user_id: str, kind: str) -> int:
+    stmt = select(func.count()).select_from(Job).where(
+        Job.user_id == user_id, Job.kind == kind, Job.state.in_(ACTIVE_STATES))
+    return db.session.execute(stmt).scalar_one()
+
+
+def new_job(kind: str, user_id: str | None, payload: dict, request_id: str | None = None) -> Job:
+    """Add a queued job to the current session (call inside `write_tx`); enforces the per-user limit."""
+    if kind not in KIND_TASKS:
+        raise ValueError(f"unknown job kind {kind!r}")
+    if user_id is not None:
+        limit = get_settings().MAX_ACTIVE_JOBS_PER_KIND
+        if active_jobs(user_id, kind) >= limit:
+            raise JobLimitExceeded(kind, limit)
+    job = Job(kind=kind, user_id=user_id, payload=payload, request_id=request_id, dispatched_at=utcnow())
+    db.session.add(job)
+    db.session.flush()
+    return job
+
+
+def send(job_id: str, kind: str, request_id: str | None = None) -> None:
+    """Publish the task message. Raises when the broker cannot be reached."""
+    celery_client().send_task(KIND_TASKS[kind], args=[job_id], task_id=job_id,
+                              headers={"request_id": request_id or ""})
+
+
+def dispatch(job: Job) -> bool:
+    """Send a committed job to its queue; on failure leave it for the sweeper."""
+    try:
+        send(job.id, job.kind, job.request_id)
+        return True
+    except Exception:  # broker down: the record is durable, the sweeper sends it later
+        log.warning("dispatch of job %s failed; the sweeper will send it", job.id, exc_info=True)
+        try:
+            with write_tx():
+                db.session.execute(update(Job).where(Job.id == job.id).values(dispatched_at=None))
+        except Exception:
+            log.exception("could not mark job %s undispatched", job.id)
+        return False

@@ -1,0 +1,49 @@
+"""The user account: identity, password hash, profile, role and status."""
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import DateTime, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.database import db, utcnow
+
+
+class Role(str, enum.Enum):
+    student = "student"
+    tutor = "tutor"
+    admin = "admin"
+
+
+class UserStatus(str, enum.Enum):
+    active = "active"
+    disabled = "disabled"
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class User(db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    email: Mapped[str] = mapped_column(String(254), unique=True, index=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    username: Mapped[str | None] = mapped_column(String(40), unique=True, index=True)
+    full_name: Mapped[str | None] = mapped_column(String(120))
+    bio: Mapped[str | None] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(String(32))
+    role: Mapped[str] = mapped_column(String(16), default=Role.student.value)
+    status: Mapped[str] = mapped_column(String(16), default=UserStatus.active.value)
+    email_verified_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Carried in every token as `ver`; bumping it ends every token of the user at once.
+    token_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == UserStatus.active.value

@@ -1,0 +1,110 @@
+"""Typed settings for the API and the worker, read from the environment and `.env`.
+
+`get_settings()` is the one place that reads configuration. In production it refuses to
+start with a missing, default or short secret and names the offending variable.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-insecure-change-me"
+MIN_SECRET_LENGTH = 32
+
+
+class InsecureConfiguration(RuntimeError):
+    """Raised when production settings carry a missing, default or short secret."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    APP_ENV: Literal["development", "production", "testing"] = "development"
+    SECRET_KEY: str = DEV_SECRET
+    JWT_SECRET_KEY: str = DEV_SECRET
+    CORS_ORIGINS: str = "http://localhost:3000,http://127.0.0.1:3000"
+    DATABASE_URL: str = "sqlite:///var/app.db"
+    REDIS_URL: str = "redis://127.0.0.1:6379/0"
+    REDIS_SOCKET_TIMEOUT: float = 1.0
+    PUBLIC_BASE_URL: str = ""  # absolute prefix for URLs in responses; empty = relative
+
+    # Mail: when MAIL_SERVER is unset in development the dev mail sink on MAIL_PORT receives it.
+    MAIL_SERVER: str = "127.0.0.1"
+    MAIL_PORT: int = 1025
+    MAIL_USE_TLS: bool = False
+    MAIL_USE_SSL: bool = False
+    MAIL_USERNAME: str = ""
+    MAIL_PASSWORD: str = ""
+    MAIL_DEFAULT_SENDER: str = "Mentor <no-reply@mentor.local>"
+    MAIL_TIMEOUT: float = 10.0
+    MAIL_MAX_RETRIES: int = 5
+
+    FLOWER_BASIC_AUTH: str = ""
+
+    # Tokens and codes
+    JWT_ACCESS_TOKEN_EXPIRES: int = Field(900, ge=60)  # seconds
+    JWT_REFRESH_TOKEN_EXPIRES: int = Field(30 * 86400, ge=300)
+    SIGNED_URL_EXPIRES: int = Field(600, ge=30)
+    CODE_TTL: int = 300
+    CODE_MAX_ATTEMPTS: int = 5
+
+    # Limits
+    MAX_CONTENT_LENGTH: int = 1024 * 1024  # JSON bodies; uploads have their own limit
+    UPLOAD_MAX_BYTES: int = 25 * 1024 * 1024
+    MAX_ACTIVE_JOBS_PER_KIND: int = Field(20, ge=1)  # queued or running, per user and kind
+    RATELIMIT_ENABLED: bool = True
+    RATELIMIT_AUTH: str = "30/minute;300/hour"
+    RATELIMIT_SEND_CODE_EMAIL: str = "1/minute;6/hour"
+    RATELIMIT_SEND_CODE_IP: str = "20/hour"
+
+    # Jobs
+    JOB_LEASE_SECONDS: float = 8.0
+    JOB_HEARTBEAT_SECONDS: float = 2.0
+    SWEEP_INTERVAL_SECONDS: float = 3.0
+    REDISPATCH_QUEUED_AFTER: int = 300  # a queued job not picked up after this is sent again
+    JOB_EVENTS_TTL: int = 86400  # seconds a job's event stream is kept after its last event
+    JOB_EVENTS_MAXLEN: int = 5000
+    JOB_RETENTION_DAYS: int = 30
+    SSE_KEEPALIVE_SECONDS: float = 15.0
+    BROKER_VISIBILITY_TIMEOUT: int = 7200  # above the longest task: last resort only
+
+    LOG_LEVEL: str = "INFO"
+    LOG_JSON: bool | None = None  # default: JSON in production
+
+    @property
+    def is_production(self) -> bool:
+        return self.APP_ENV == "production"
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [o.strip() for o in self.CORS_ORIGINS.split(",") if o.strip()]
+
+    @model_validator(mode="after")
+    def _check_production_secrets(self) -> "Settings":
+        if not self.is_production:
+            return self
+        problems = []
+        for name in ("SECRET_KEY", "JWT_SECRET_KEY"):
+            value = getattr(self, name)
+            if not value:
+                problems.append(f"{name} is missing")
+            elif value == DEV_SECRET:
+                problems.append(f"{name} is the development default")
+            elif len(value) < MIN_SECRET_LENGTH:
+                problems.append(f"{name} is shorter than {MIN_SECRET_LENGTH} characters")
+        if self.SECRET_KEY and self.SECRET_KEY == self.JWT_SECRET_KEY:
+            problems.append("SECRET_KEY and JWT_SECRET_KEY must differ")
+        user, _, password = self.FLOWER_BASIC_AUTH.partition(":")
+        if not user or len(password) < 12:
+            problems.append("FLOWER_BASIC_AUTH must be user:password with a password of 12+ characters")
+        if problems:
+            raise InsecureConfiguration("refusing to start in production: " + "; ".join(problems))
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Celery workers: the tasks behind every queue, and the providers they call."""

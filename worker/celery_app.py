@@ -1,0 +1,70 @@
+"""The Celery app: shared configuration, the task modules, the beat schedule, process hooks.
+
+Start a worker with `celery -A worker.celery_app worker -Q default,mail,...`; the beat with
+`celery -A worker.celery_app beat`.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+from celery import signals
+
+from shared import workers
+from shared.celery_config import make_celery
+from shared.logs import configure_logging
+from shared.redis_client import get_redis, reset_redis
+from shared.settings import get_settings
+from worker.app_context import flask_app
+
+settings = get_settings()
+celery = make_celery("mentor-worker")
+celery.conf.include = ["worker.tasks.mail", "worker.tasks.maintenance"]
+celery.conf.beat_schedule = {
+    "sweep-jobs": {"task": "default.sweep_jobs", "schedule": settings.SWEEP_INTERVAL_SECONDS,
+                   "options": {"expires": settings.SWEEP_INTERVAL_SECONDS * 2}},
+    "purge-old-jobs": {"task": "default.purge_old_jobs", "schedule": 3600.0, "options": {"expires": 1800}},
+}
+app = celery  # `celery -A worker.celery_app` finds `app` or `celery`
+
+_presence_stop = threading.Event()
+
+
+@signals.setup_logging.connect
+def _logging(**_):
+    configure_logging("worker")
+
+
+@signals.worker_process_init.connect
+def _after_fork(**_):
+    """A pool child must not share the parent's sockets."""
+    reset_redis()
+    with flask_app().app_context():
+        from shared.database import db
+        db.engine.dispose(close=False)
+
+
+@signals.worker_ready.connect
+def _announce(sender, **_):
+    queues = sorted(q.name for q in sender.app.amqp.queues.consume_from.values())
+    name = f"{socket.gethostname()}:{os.getpid()}:{sender.hostname}"
+
+    def loop():
+        while not _presence_stop.is_set():
+            try:
+                workers.beat(get_redis(), name, queues)
+            except Exception:  # noqa: BLE001 - Redis blinked; beat again next round
+                pass
+            _presence_stop.wait(5)
+        try:
+            workers.gone(get_redis(), name, queues)
+        except Exception:  # noqa: BLE001
+            pass
+
+    threading.Thread(target=loop, name="presence", daemon=True).start()
+
+
+@signals.worker_shutdown.connect
+def _leave(**_):
+    _presence_stop.set()

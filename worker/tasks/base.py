@@ -1,0 +1,231 @@
+"""The job lifecycle around every task: claim, lease heartbeat, events, finish, retry.
+
+A task registered with `@job_task(name)` receives a `JobContext` and returns the job's
+result. The wrapper:
+- claims the job atomically (a queued job, or a running one whose lease expired or whose
+  holder on this host is dead), so a job delivered twice runs once at a time;
+- renews the lease every JOB_HEARTBEAT_SECONDS while the handler runs; the beat's sweeper
+  re-dispatches a job whose lease expired (a dead worker);
+- writes the terminal state first, then publishes the terminal event;
+- turns `Transient` into a Celery retry with exponential backoff and full jitter, and
+  `JobFailed` (or anything unexpected) into a failed job with {code, message}.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Callable
+
+from celery.utils.time import get_exponential_backoff_interval
+from sqlalchemy import update
+
+from shared import events
+from shared.database import db, utcnow, write_tx
+from shared.logs import job_id_var, request_id_var
+from shared.models import Job, JobState
+from shared.redis_client import get_redis
+from shared.settings import get_settings
+from worker.app_context import flask_app
+from worker.celery_app import celery
+
+log = logging.getLogger(__name__)
+HOST = socket.gethostname()
+
+
+class JobFailed(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Transient(Exception):
+    """A failure worth retrying later (network, a 4xx from a server)."""
+
+
+class Cancelled(Exception):
+    """Raised inside a handler when the job was cancelled."""
+
+
+@dataclass
+class JobContext:
+    job_id: str
+    kind: str
+    user_id: str | None
+    payload: dict[str, Any]
+    attempt: int
+    lease_lost: threading.Event = field(default_factory=threading.Event)
+    new_payload: dict[str, Any] | None = None
+
+    def emit(self, event: str, data: dict[str, Any] | None = None) -> str:
+        return events.publish(get_redis(), self.job_id, event, data)
+
+    def progress(self, fraction: float, **data: Any) -> None:
+        fraction = max(0.0, min(1.0, fraction))
+        with write_tx():
+            db.session.execute(update(Job).where(Job.id == self.job_id).values(progress=fraction))
+        self.emit("progress", {"progress": fraction, **data})
+
+    def cancelled(self) -> bool:
+        return self.lease_lost.is_set() or bool(get_redis().exists(events.cancel_key(self.job_id)))
+
+    def check_cancelled(self) -> None:
+        if self.cancelled():
+            raise Cancelled()
+
+
+def _owner() -> str:
+    return f"{HOST}:{os.getpid()}"
+
+
+def _holder_is_dead(owner: str | None) -> bool:
+    """True when the lease holder was a process on this host that no longer exists."""
+    if not owner:
+        return True
+    host, _, pid = owner.rpartition(":")
+    if host != HOST or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def claim(job_id: str) -> Job | None:
+    s = get_settings()
+    job = db.session.get(Job, job_id)
+    if job is None or job.is_terminal:
+        return None
+    now = utcnow()
+    if job.state == JobState.running.value and job.lease_expires_at and job.lease_expires_at > now \
+            and not _holder_is_dead(job.lease_owner):
+        return None  # another live worker holds it
+    with write_tx():
+        won = db.session.execute(
+            update(Job).where(Job.id == job_id, Job.state == job.state, Job.attempts == job.attempts)
+            .values(state=JobState.running.value, lease_owner=_owner(),
+                    lease_expires_at=now + timedelta(seconds=s.JOB_LEASE_SECONDS),
+                    attempts=Job.attempts + 1, started_at=job.started_at or now, updated_at=now)
+        ).rowcount
+    if not won:
+        return None
+    db.session.refresh(job)
+    return job
+
+
+def _heartbeat(job_id: str, owner: str, stop: threading.Event, lost: threading.Event) -> None:
+    s = get_settings()
+    app = flask_app()
+    while not stop.wait(s.JOB_HEARTBEAT_SECONDS):
+        try:
+            with app.app_context(), write_tx():
+                n = db.session.execute(
+                    update(Job).where(Job.id == job_id, Job.lease_owner == owner,
+                                      Job.state == JobState.running.value)
+                    .values(lease_expires_at=utcnow() + timedelta(seconds=s.JOB_LEASE_SECONDS))
+                ).rowcount
+            if not n:
+                lost.set()  # cancelled, or taken over: the handler stops at its next check
+                return
+        except Exception:  # noqa: BLE001 - a missed beat is survivable; the lease is longer
+            log.warning("lease renewal for job %s failed", job_id, exc_info=True)
+
+
+def _finish(job_id: str, owner: str, **values: Any) -> bool:
+    now = utcnow()
+    with write_tx():
+        return bool(db.session.execute(
+            update(Job).where(Job.id == job_id, Job.lease_owner == owner, Job.state == JobState.running.value)
+            .values(finished_at=now, updated_at=now, lease_expires_at=None, **values)
+        ).rowcount)
+
+
+def _requeue(job_id: str, owner: str, countdown: float) -> None:
+    with write_tx():
+        db.session.execute(
+            update(Job).where(Job.id == job_id, Job.lease_owner == owner, Job.state == JobState.running.value)
+            .values(state=JobState.queued.value, lease_owner=None, lease_expires_at=None,
+                    dispatched_at=utcnow() + timedelta(seconds=countdown))
+        )
+
+
+def job_task(name: str, max_retries: int = 5, **options: Any) -> Callable:
+    """Register `handler(ctx) -> result dict` as a Celery task that runs one job by id."""
+
+    def decorator(handler: Callable[[JobContext], dict[str, Any] | None]):
+        @celery.task(name=name, bind=True, max_retries=max_retries, **options)
+        def run(self, job_id: str) -> None:
+            job_id_var.set(job_id)
+            with flask_app().app_context():
+                try:
+                    _run(self, handler, job_id)
+                finally:
+                    db.session.remove()
+
+        run.handler = handler
+        return run
+
+    return decorator
+
+
+def _run(task, handler, job_id: str) -> None:
+    job = claim(job_id)
+    if job is None:
+        log.info("job %s not claimed (finished, cancelled, or held by a live worker)", job_id)
+        return
+    if job.request_id:
+        request_id_var.set(job.request_id)
+    owner = job.lease_owner
+    ctx = JobContext(job_id=job.id, kind=job.kind, user_id=job.user_id, payload=dict(job.payload or {}),
+                     attempt=job.attempts)
+    if job.attempts > 1:
+        ctx.emit("restarted", {"attempt": job.attempts})
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(job.id, owner, stop, ctx.lease_lost), daemon=True)
+    beat.start()
+    try:
+        result = handler(ctx)
+    except Cancelled:
+        log.info("job %s stopped: cancelled", job_id)
+        return
+    except Transient as exc:
+        stop.set()
+        if task.request.retries >= task.max_retries:
+            _fail(ctx, owner, "retries_exhausted", f"gave up after {task.max_retries} retries: {exc}")
+            return
+        countdown = get_exponential_backoff_interval(2, task.request.retries + 1, 600, full_jitter=True)
+        countdown = max(1.0, float(countdown))
+        _requeue(job_id, owner, countdown)
+        ctx.emit("progress", {"retrying_in": countdown, "reason": str(exc)[:200]})
+        raise task.retry(countdown=countdown, exc=exc)
+    except JobFailed as exc:
+        _fail(ctx, owner, exc.code, exc.message)
+        return
+    except Exception as exc:  # noqa: BLE001 - recorded on the job, logged with its stack
+        log.exception("job %s crashed", job_id)
+        _fail(ctx, owner, "internal_error", f"{type(exc).__name__}: the job failed unexpectedly")
+        return
+    finally:
+        stop.set()
+    values: dict[str, Any] = {"state": JobState.succeeded.value, "result": result or {}, "progress": 1.0,
+                              "error": None}
+    if ctx.new_payload is not None:
+        values["payload"] = ctx.new_payload
+    if _finish(job_id, owner, **values):
+        ctx.emit("done", {"state": JobState.succeeded.value, "result": result or {}})
+
+
+def _fail(ctx: JobContext, owner: str, code: str, message: str) -> None:
+    error = {"code": code, "message": message}
+    extra = {"payload": ctx.new_payload} if ctx.new_payload is not None else {}
+    if _finish(ctx.job_id, owner, state=JobState.failed.value, error=error, **extra):
+        ctx.emit("error", {"state": JobState.failed.value, "error": error})
