@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from flask import redirect
 from flask_openapi3 import Info, OpenAPI
+from pydantic import BaseModel
 
 from api import commands
 from api.blueprints import admin, auth, health, jobs, user
@@ -25,10 +26,21 @@ SECURITY_SCHEMES = {
 }
 
 
+class MentorAPI(OpenAPI):
+    """Views may return pydantic models (alone or with a status); they are sent as JSON."""
+
+    def make_response(self, rv):
+        if isinstance(rv, tuple) and rv and isinstance(rv[0], BaseModel):
+            rv = (rv[0].model_dump(), *rv[1:])
+        elif isinstance(rv, BaseModel):
+            rv = rv.model_dump()
+        return super().make_response(rv)
+
+
 def create_app(test_config: dict | None = None) -> OpenAPI:
     settings = get_settings()
     configure_logging("api")
-    app = OpenAPI(
+    app = MentorAPI(
         __name__,
         info=Info(title="Digital-human mentor API", version="1.0.0"),
         security_schemes=SECURITY_SCHEMES,

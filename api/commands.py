@@ -3,17 +3,19 @@ from __future__ import annotations
 
 import click
 from flask import Flask
+from flask.cli import with_appcontext
+from sqlalchemy import select
 
 from api.schemas.auth import normalise_email
 from api.services.passwords import check_policy, hash_password
 from shared.database import db, utcnow, write_tx
 from shared.models import Role, User
-from sqlalchemy import select
 
 
 @click.command("create-admin")
 @click.option("--email", required=True, help="the admin's email")
 @click.password_option(envvar="ADMIN_PASSWORD", help="or set ADMIN_PASSWORD")
+@with_appcontext
 def create_admin(email: str, password: str) -> None:
     """Create the first admin, or promote an existing account to admin."""
     email = normalise_email(email)

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
+from api.extensions.limiter import retry_after_seconds
 from shared.jobs import JobLimitExceeded
 
 log = logging.getLogger(__name__)
@@ -98,8 +99,8 @@ def register_error_handlers(app: Flask) -> None:
         headers = {}
         if exc.code == 405 and hasattr(exc, "valid_methods") and exc.valid_methods:
             headers["Allow"] = ", ".join(exc.valid_methods)
-        if exc.code == 429 and getattr(exc, "retry_after", None):
-            headers["Retry-After"] = str(exc.retry_after)
+        if exc.code == 429:
+            headers["Retry-After"] = str(retry_after_seconds())
         message = exc.description or exc.name
         if exc.code == 413:
             message = "the request body is too large"

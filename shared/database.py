@@ -102,7 +102,7 @@ def write_tx():
     Ends whatever read transaction the session had open first, so that the write lock is
     taken up front instead of by upgrading a read snapshot.
     """
-    session = db.session
+    session = db.session()
     if session.in_transaction():
         session.commit()
     session.connection(execution_options={"sqlite_immediate": True})

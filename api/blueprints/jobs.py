@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 import redis
-from flask import Response, request, stream_with_context
+from flask import Response, current_app, request
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
@@ -24,7 +24,7 @@ _EVENT_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 
 
 class JobPath(BaseModel):
-    job_id: str = Field(max_length=64)
+    job_id: str
 
 
 class JobListQuery(Strict):
@@ -96,12 +96,12 @@ def job_events(path: JobPath):
     job_id = job.id
     db.session.remove()  # hold no database connection while streaming
 
+    app = current_app._get_current_object()
+
     def recheck():
-        try:
+        with app.app_context():
             found = db.session.get(Job, job_id)
             return final_event(found) if found else ("error", {"state": "failed", "error": {"code": "gone"}})
-        finally:
-            db.session.remove()
 
     def generate():
         try:
@@ -110,4 +110,4 @@ def job_events(path: JobPath):
             return  # the client reconnects with Last-Event-ID
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
-    return Response(stream_with_context(generate()), mimetype="text/event-stream", headers=headers)
+    return Response(generate(), mimetype="text/event-stream", headers=headers)

@@ -42,7 +42,7 @@ class DeleteAccountBody(Strict):
 
 
 class UserPath(BaseModel):
-    user_id: str = Field(max_length=64)
+    user_id: str
 
 
 class AdminUserQuery(Strict):

@@ -55,6 +55,7 @@ def send_mail(ctx: JobContext) -> dict:
     msg = build_message(ctx.job_id, p["to"], p["template"], p.get("context") or {})
     # The code is needed only to build the message: keep no copy of it once the job ends.
     ctx.new_payload = {**p, "context": {k: v for k, v in (p.get("context") or {}).items() if k != "code"}}
+    ctx.emit("progress", {"progress": 0.5, "stage": "sending"})
     try:
         get_provider().send(msg)
     except TransientMailError as exc:

@@ -1,0 +1,103 @@
+"""Helpers for the tests: ports, waiting, a scriptable SMTP server, signing up users."""
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+from aiosmtpd.controller import Controller
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check: Callable[[], object], timeout: float = 10.0, interval: float = 0.05, what: str = "a condition",
+               proc=None, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(interval)
+    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tail}")
+
+
+class SMTPSink:
+    """A real SMTP server that keeps what it accepts; `replies` scripts answers per recipient."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.messages: list[email.message.EmailMessage] = []
+        self.replies: dict[str, list[str]] = {}  # recipient -> queued SMTP replies for DATA
+        self.lock = threading.Lock()
+        self.controller = Controller(self, hostname="127.0.0.1", port=port)
+
+    def start(self):
+        self.controller.start()
+
+    def stop(self):
+        self.controller.stop()
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            for rcpt in envelope.rcpt_tos:
+                queued = self.replies.get(rcpt)
+                if queued:
+                    return queued.pop(0)
+            msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+            self.messages.append(msg)
+        return "250 OK"
+
+    def to(self, address: str) -> list:
+        with self.lock:
+            return [m for m in self.messages if m["To"] == address]
+
+    def wait_for(self, address: str, count: int = 1, timeout: float = 20.0) -> list:
+        return wait_until(lambda: (lambda found: found if len(found) >= count else None)(self.to(address)),
+                          timeout=timeout, what=f"{count} mail(s) to {address}")
+
+
+def code_from(message) -> str:
+    match = re.search(r"\b(\d{6})\b", message.get_body(preferencelist=("plain",)).get_content())
+    assert match, "no 6-digit code in the mail"
+    return match.group(1)
+
+
+def new_email() -> str:
+    return f"user-{uuid.uuid4().hex[:12]}@example.com"
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def request_code(client, smtp, address: str, purpose: str, nth: int = 1) -> str:
+    r = client.post("/api/auth/send-code", json={"email": address, "purpose": purpose})
+    assert r.status_code == 202, r.get_json()
+    return code_from(smtp.wait_for(address, count=nth)[-1])
+
+
+def sign_up(client, smtp, password: str = "correct horse battery", username: str | None = None) -> dict:
+    address = new_email()
+    code = request_code(client, smtp, address, "register")
+    body = {"email": address, "password": password, "code": code}
+    if username:
+        body["username"] = username
+    r = client.post("/api/auth/register", json=body)
+    assert r.status_code == 201, r.get_json()
+    user_id = r.get_json()["id"]
+    r = client.post("/api/auth/login", json={"email": address, "password": password})
+    assert r.status_code == 200, r.get_json()
+    return {"email": address, "password": password, "id": user_id, **r.get_json()}

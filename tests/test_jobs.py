@@ -1,0 +1,216 @@
+"""Jobs: records, ownership, signed URLs, SSE events, cancellation, retries and the sweeper."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+import requests
+
+from tests.support import bearer, new_email, wait_until
+
+
+def make_job(app, user_id, to=None, dispatch=True):
+    """A mail job owned by `user_id`, written and (optionally) sent like the API does."""
+    from shared import jobs
+    from shared.database import write_tx
+    with app.app_context():
+        with write_tx():
+            job = jobs.new_job("mail", user_id, {"to": to or new_email(), "template": "no_account",
+                                                 "context": {"purpose": "register", "minutes": 5}})
+        if dispatch:
+            jobs.dispatch(job)
+        return job.id
+
+
+def job_state(client, job_id, token):
+    return client.get(f"/api/jobs/{job_id}", headers=bearer(token)).get_json()
+
+
+def wait_for_state(client, job_id, token, states=("succeeded", "failed", "cancelled"), timeout=30):
+    return wait_until(lambda: (lambda j: j if j.get("state") in states else None)(job_state(client, job_id, token)),
+                      timeout=timeout, what=f"job {job_id} to reach {states}")
+
+
+def parse_sse(text: str) -> list[dict]:
+    out = []
+    for block in text.split("\n\n"):
+        fields = {}
+        for line in block.splitlines():
+            if line.startswith(":") or ":" not in line:
+                continue
+            k, _, v = line.partition(":")
+            fields[k] = v.lstrip(" ")
+        if "event" in fields:
+            out.append({"id": fields.get("id"), "event": fields["event"], "data": json.loads(fields["data"])})
+    return out
+
+
+def test_job_record_and_ownership(app, client, smtp, users):
+    a, b = users(), users()
+    job_id = make_job(app, a["id"], to=a["email"])
+    job = wait_for_state(client, job_id, a["access_token"])
+    assert job["state"] == "succeeded" and job["kind"] == "mail" and job["attempts"] == 1
+    assert job["result"]["message_id"] == f"<job-{job_id}@tests.local>"
+    assert job["progress"] == 1.0 and job["finished_at"] and job["created_at"].endswith("Z")
+    # Another user's job, an unknown id and a silly id are all plain 404s.
+    for jid in (job_id, uuid.uuid4().hex, "x" * 200):
+        r = client.get(f"/api/jobs/{jid}", headers=bearer(b["access_token"]))
+        assert r.status_code == 404 and r.get_json()["error"]["code"] in {"not_found", "validation_error"}
+    assert client.delete(f"/api/jobs/{job_id}", headers=bearer(b["access_token"])).status_code == 404
+    assert client.get(f"/api/jobs/{job_id}/events", headers=bearer(b["access_token"])).status_code == 404
+    # Listing shows only one's own.
+    listed = client.get("/api/jobs", headers=bearer(b["access_token"])).get_json()
+    assert job_id not in [j["id"] for j in listed["items"]]
+    listed = client.get("/api/jobs", headers=bearer(a["access_token"]), query_string={"kind": "mail"}).get_json()
+    assert job_id in [j["id"] for j in listed["items"]]
+
+
+def test_signed_urls_are_bound_to_user_and_job_and_expire(app, client, users):
+    a = users()
+    job_id = make_job(app, a["id"], to=a["email"])
+    job = wait_for_state(client, job_id, a["access_token"])
+    assert client.get(job["status_url"]).status_code == 200  # no header needed
+    events = client.get(job["events_url"])
+    assert events.status_code == 200 and events.mimetype == "text/event-stream"
+    assert parse_sse(events.get_data(as_text=True))[-1]["event"] == "done"
+    other = make_job(app, a["id"], to=a["email"])
+    sig = job["status_url"].split("sig=", 1)[1]
+    r = client.get(f"/api/jobs/{other}?sig={sig}")
+    assert r.status_code == 401 and r.get_json()["error"]["code"] == "invalid_signature"
+    r = client.get(f"/api/jobs/{job_id}?sig={sig[:-2]}xx")
+    assert r.status_code == 401
+    from itsdangerous import URLSafeTimedSerializer
+    from shared.settings import get_settings
+    s = URLSafeTimedSerializer(get_settings().SECRET_KEY, salt="signed-url")
+    old = s.dumps({"u": a["id"], "r": f"job:{job_id}"})
+    import itsdangerous.timed as timed
+    real_time = timed.time.time
+    try:  # sign as if an hour ago
+        timed.time.time = lambda: real_time() - 3600
+        old = s.dumps({"u": a["id"], "r": f"job:{job_id}"})
+    finally:
+        timed.time.time = real_time
+    r = client.get(f"/api/jobs/{job_id}?sig={old}")
+    assert r.status_code == 401 and r.get_json()["error"]["code"] == "signature_expired"
+
+
+def test_events_end_with_done_and_resume_after_last_event_id(app, client, users):
+    a = users()
+    job_id = make_job(app, a["id"], to=a["email"])
+    wait_for_state(client, job_id, a["access_token"])
+    r = client.get(f"/api/jobs/{job_id}/events", headers=bearer(a["access_token"]))
+    assert r.headers["X-Accel-Buffering"] == "no" and r.headers["Cache-Control"] == "no-cache"
+    events = parse_sse(r.get_data(as_text=True))
+    assert events[-1]["event"] == "done" and events[-1]["data"]["result"]["message_id"]
+    assert [e["event"] for e in events] == ["progress", "done"] and all(e["id"] for e in events)
+    # Resuming after the first id gives the rest; after the terminal one, the final state again.
+    r = client.get(f"/api/jobs/{job_id}/events", headers={**bearer(a["access_token"]),
+                                                           "Last-Event-ID": events[0]["id"]})
+    assert parse_sse(r.get_data(as_text=True)) == events[1:]
+    r = client.get(f"/api/jobs/{job_id}/events", headers={**bearer(a["access_token"]),
+                                                           "Last-Event-ID": events[-1]["id"]})
+    assert [e["event"] for e in parse_sse(r.get_data(as_text=True))] == ["done"]
+    r = client.get(f"/api/jobs/{job_id}/events", headers={**bearer(a["access_token"]), "Last-Event-ID": "nope"})
+    assert r.status_code == 400
+
+
+def test_cancel_a_queued_job(app, client, smtp, users):
+    a = users()
+    to = new_email()
+    job_id = make_job(app, a["id"], to=to, dispatch=False)
+    r = client.delete(f"/api/jobs/{job_id}", headers=bearer(a["access_token"]))
+    assert r.status_code == 200 and r.get_json()["state"] == "cancelled"
+    assert client.delete(f"/api/jobs/{job_id}", headers=bearer(a["access_token"])).status_code == 409
+    # Delivered late anyway, it does not run.
+    from shared import jobs
+    jobs.send(job_id, "mail")
+    later = make_job(app, a["id"], to=to)
+    wait_for_state(client, later, a["access_token"])
+    time.sleep(0.5)
+    assert len(smtp.to(to)) == 1
+    assert job_state(client, job_id, a["access_token"])["state"] == "cancelled"
+    r = client.get(f"/api/jobs/{job_id}/events", headers=bearer(a["access_token"]))
+    assert parse_sse(r.get_data(as_text=True))[-1]["event"] == "cancelled"
+
+
+def test_transient_smtp_error_is_retried_and_permanent_is_not(app, client, smtp, users):
+    a = users()
+    flaky, bad = new_email(), new_email()
+    smtp.replies[flaky] = ["451 4.3.0 Try again later"]
+    smtp.replies[bad] = ["550 5.1.1 No such mailbox"]
+    flaky_job = make_job(app, a["id"], to=flaky)
+    bad_job = make_job(app, a["id"], to=bad)
+    job = wait_for_state(client, flaky_job, a["access_token"], timeout=40)
+    assert job["state"] == "succeeded" and job["attempts"] == 2
+    assert len(smtp.to(flaky)) == 1
+    events = parse_sse(client.get(f"/api/jobs/{flaky_job}/events", headers=bearer(a["access_token"]))
+                       .get_data(as_text=True))
+    assert any(e["event"] == "progress" and "retrying_in" in e["data"] for e in events)
+    job = wait_for_state(client, bad_job, a["access_token"])
+    assert job["state"] == "failed" and job["attempts"] == 1
+    assert job["error"]["code"] == "mail_rejected" and "550" in job["error"]["message"]
+
+
+def test_per_user_limit_on_active_jobs(app, users):
+    from shared import jobs
+    from shared.settings import get_settings
+    a = users()
+    limit = get_settings().MAX_ACTIVE_JOBS_PER_KIND
+    for _ in range(limit):
+        make_job(app, a["id"], dispatch=False)
+    with pytest.raises(jobs.JobLimitExceeded):
+        make_job(app, a["id"], dispatch=False)
+
+
+def test_sweeper_sends_what_never_reached_redis_and_resumes_an_abandoned_job(app, client, beat, users):
+    from sqlalchemy import update
+
+    from shared.database import db, utcnow, write_tx
+    from shared.models import Job
+    a = users()
+    never_sent = make_job(app, a["id"], to=a["email"], dispatch=False)
+    abandoned = make_job(app, a["id"], to=a["email"], dispatch=False)
+    with app.app_context():
+        with write_tx():
+            db.session.execute(update(Job).where(Job.id == never_sent).values(dispatched_at=None))
+            # As if a worker on another host died holding it: running, with a lease that ran out.
+            db.session.execute(update(Job).where(Job.id == abandoned).values(
+                state="running", attempts=1, lease_owner="gone-host:4242",
+                lease_expires_at=utcnow() - timedelta(seconds=1)))
+    started = time.monotonic()
+    for job_id in (never_sent, abandoned):
+        job = wait_for_state(client, job_id, a["access_token"], timeout=20)
+        assert job["state"] == "succeeded"
+    assert time.monotonic() - started < 15
+    assert job_state(client, abandoned, a["access_token"])["attempts"] == 2
+    events = parse_sse(client.get(f"/api/jobs/{abandoned}/events", headers=bearer(a["access_token"]))
+                       .get_data(as_text=True))
+    assert [e["event"] for e in events][0] == "restarted" and events[-1]["event"] == "done"
+
+
+def test_live_stream_over_a_real_server(app, live_server, users, client):
+    """EventSource-style: open the stream first, then the job runs; keep-alives and events arrive."""
+    a = users()
+    job_id = make_job(app, a["id"], to=a["email"], dispatch=False)
+    url = f"{live_server}/api/jobs/{job_id}/events"
+    received: list[str] = []
+
+    def follow():
+        with requests.get(url, headers=bearer(a["access_token"]), stream=True, timeout=30) as resp:
+            assert resp.status_code == 200
+            for chunk in resp.iter_content(chunk_size=None, decode_unicode=True):
+                received.append(chunk)
+
+    t = threading.Thread(target=follow)
+    t.start()
+    wait_until(lambda: any(": keep-alive" in c for c in received), timeout=10, what="a keep-alive comment")
+    from shared import jobs
+    jobs.send(job_id, "mail")
+    t.join(30)
+    assert not t.is_alive(), "the stream did not end after the terminal event"
+    events = parse_sse("".join(received))
+    assert events[-1]["event"] == "done"
