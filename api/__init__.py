@@ -52,7 +52,7 @@ def create_app(test_config: dict | None = None) -> OpenAPI:
     )
     app.config.update(
         SECRET_KEY=settings.SECRET_KEY,
-        MAX_CONTENT_LENGTH=max(settings.MAX_CONTENT_LENGTH, settings.UPLOAD_MAX_BYTES),
+        MAX_CONTENT_LENGTH=settings.MAX_CONTENT_LENGTH,  # upload routes raise their own limit
         JSON_SORT_KEYS=False,
     )
     if test_config:

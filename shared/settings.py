@@ -23,8 +23,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     APP_ENV: Literal["development", "production", "testing"] = "development"
-    SECRET_KEY: str = DEV_SECRET
-    JWT_SECRET_KEY: str = DEV_SECRET
+    SECRET_KEY: str = ""  # empty outside production: a development default is used
+    JWT_SECRET_KEY: str = ""
     CORS_ORIGINS: str = "http://localhost:3000,http://127.0.0.1:3000"
     DATABASE_URL: str = "sqlite:///var/app.db"
     REDIS_URL: str = "redis://127.0.0.1:6379/0"
@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_production_secrets(self) -> "Settings":
         if not self.is_production:
+            self.SECRET_KEY = self.SECRET_KEY or DEV_SECRET
+            self.JWT_SECRET_KEY = self.JWT_SECRET_KEY or DEV_SECRET + "-jwt"
             return self
         problems = []
         for name in ("SECRET_KEY", "JWT_SECRET_KEY"):
