@@ -41,13 +41,16 @@ TEST_ENV = {
     "RATELIMIT_SEND_CODE_EMAIL": "3/minute",
 }
 os.environ.update(TEST_ENV)
-os.chdir(_TMP)  # no test writes into the work tree (.env there is not read either)
 
 USING_POSTGRES = TEST_ENV["DATABASE_URL"].startswith("postgres")
 
 
 def pytest_report_header(config):
     return f"database: {'PostgreSQL' if USING_POSTGRES else 'SQLite'} ({TEST_ENV['DATABASE_URL']}); tmp: {_TMP}"
+
+
+def pytest_collection_finish(session):
+    os.chdir(_TMP)  # after collection: no test writes into the work tree, nor reads its .env
 
 
 def pytest_sessionfinish(session, exitstatus):

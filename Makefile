@@ -1,0 +1,115 @@
+# Developer entry points. On a fresh Debian/Ubuntu machine (as root or a user with sudo):
+#   make run    runs the whole stack locally from Procfile.dev (Ctrl-C stops it)
+#   make test   runs the full test suite, SQLite then PostgreSQL, as CI does
+# Missing system packages (python3-venv, redis-server, postgresql) are installed with apt-get.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+# Recipes (and so the processes of Procfile.dev) find the virtualenv's python, celery, gunicorn first.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+# Extra pytest arguments for test and test-fast, e.g.  make test PYTEST_ARGS='-k login'
+PYTEST_ARGS ?=
+
+# Ports used by Procfile.dev. The environment (or `make run PORT=8000`) and .env win.
+DEFAULT_PORT := 5000
+DEFAULT_FLOWER_PORT := 5555
+DEFAULT_REDIS_PORT := 6379
+
+# Shell expression for the Redis server to use instead of starting one: REDIS_URL from
+# the environment, else an uncommented REDIS_URL=... in .env; empty means "start one".
+EXTERNAL_REDIS_URL = $${REDIS_URL:-$$(sed -n 's/^[[:space:]]*REDIS_URL=[[:space:]]*//p' .env 2>/dev/null | tail -n 1 || true)}
+
+.PHONY: help venv env redis migrate run test test-fast clean
+
+help:
+	@echo "make run        run the app locally: the processes of Procfile.dev"
+	@echo "make test       full test suite: SQLite, then PostgreSQL (args: PYTEST_ARGS=...)"
+	@echo "make test-fast  quick check: SQLite, tests not marked slow, stop at the first failure"
+	@echo "make migrate    apply the database migrations"
+	@echo "make clean      remove var/ and caches (keeps .env and .venv)"
+
+# --- virtualenv: reinstalled only when a requirements file is newer than the stamp ---
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: $(wildcard requirements.txt requirements-dev.txt) | $(PY)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	touch $@
+
+$(PY):
+	@if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then \
+	    . scripts/lib.sh && apt_install python3 python3-venv; \
+	fi
+	python3 -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
+
+# --- .env: created once from .env.example with fresh secrets, never overwritten ---
+
+env:
+	@if [ -f .env ]; then \
+	    echo ".env exists (left as is); the Flower login is FLOWER_BASIC_AUTH in .env"; \
+	else \
+	    test -f .env.example || { echo "error: .env.example is missing" >&2; exit 1; }; \
+	    token() { python3 -c "import secrets; print(secrets.token_urlsafe($$1))"; }; \
+	    umask 077; \
+	    awk -v secret="$$(token 48)" -v jwt="$$(token 48)" -v flower="admin:$$(token 12)" ' \
+	        BEGIN { v["SECRET_KEY"] = secret; v["JWT_SECRET_KEY"] = jwt; v["FLOWER_BASIC_AUTH"] = flower } \
+	        { key = $$0; sub(/=.*/, "", key) } \
+	        key in v { if ($$0 ~ /^[A-Z_]+=[[:space:]]*$$/) print key "=" v[key]; else print; delete v[key]; next } \
+	        { print } \
+	        END { for (key in v) print key "=" v[key] }' .env.example > .env.tmp; \
+	    mv .env.tmp .env; \
+	    echo "Created .env from .env.example with a fresh SECRET_KEY and JWT_SECRET_KEY."; \
+	    echo "Flower login (user admin, random password): FLOWER_BASIC_AUTH in $(CURDIR)/.env"; \
+	fi
+
+# --- services ---
+
+redis:
+	@if [ -n "$(EXTERNAL_REDIS_URL)" ]; then \
+	    echo "REDIS_URL is set: using that Redis server, not a local one"; \
+	else \
+	    scripts/ensure-redis; \
+	fi
+
+migrate: venv env
+	@mkdir -p var
+	$(VENV)/bin/flask --app api db upgrade
+
+# Runs honcho with the process names of Procfile.dev -- web first, since honcho hands
+# $PORT to the first process (+100 for each next one) -- minus redis when REDIS_URL
+# is set. .env is loaded without overriding the environment (as the app's settings
+# do), then the port defaults apply and REDIS_URL defaults to the local redis.
+run: venv env redis migrate
+	@mkdir -p var/redis var/mail
+	@external_redis="$(EXTERNAL_REDIS_URL)"; \
+	procs=$$(awk -F: -v skip="$${external_redis:+redis}" \
+	    '/^[A-Za-z0-9_-]+:/ && $$1 != skip { if ($$1 == "web") print $$1; else rest = rest $$1 "\n" } \
+	     END { printf "%s", rest }' Procfile.dev); \
+	exec $(VENV)/bin/dotenv -f .env run --no-override bash -c ' \
+	    export PORT="$${PORT:-$(DEFAULT_PORT)}" FLOWER_PORT="$${FLOWER_PORT:-$(DEFAULT_FLOWER_PORT)}"; \
+	    export REDIS_PORT="$${REDIS_PORT:-$(DEFAULT_REDIS_PORT)}"; \
+	    export REDIS_URL="$${REDIS_URL:-redis://127.0.0.1:$$REDIS_PORT/0}"; \
+	    echo "Starting:" $$*; \
+	    echo "API: http://127.0.0.1:$$PORT   Flower: http://127.0.0.1:$$FLOWER_PORT (login: FLOWER_BASIC_AUTH in .env)"; \
+	    exec $(VENV)/bin/honcho -e /dev/null -f Procfile.dev start "$$@"' run-env $$procs
+
+# --- tests ---
+
+# The tests start their own redis-server, so the binary is needed even with REDIS_URL.
+test: venv
+	scripts/ensure-redis
+	scripts/run-tests $(PYTEST_ARGS)
+
+test-fast: venv
+	scripts/ensure-redis
+	env -u DATABASE_URL $(VENV)/bin/pytest -q -m "not slow" -x $(PYTEST_ARGS)
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
+	find . \( -path ./.venv -o -path ./.git \) -prune -o \
+	    \( -name __pycache__ -o -name '*.egg-info' \) -type d -prune -exec rm -rf {} +
