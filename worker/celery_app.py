@@ -5,6 +5,7 @@ Start a worker with `celery -A worker.celery_app worker -Q default,mail,...`; th
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -34,6 +35,9 @@ _presence_stop = threading.Event()
 @signals.setup_logging.connect
 def _logging(**_):
     configure_logging("worker")
+    # The sweeper runs every few seconds: keep its receipts out of the log (Flower shows every task).
+    for name in ("celery.app.trace", "celery.worker.strategy", "celery.beat"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 @signals.worker_process_init.connect

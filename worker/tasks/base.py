@@ -222,6 +222,7 @@ def _run(task, handler, job_id: str) -> None:
         values["payload"] = ctx.new_payload
     if _finish(job_id, owner, **values):
         ctx.emit("done", {"state": JobState.succeeded.value, "result": result or {}})
+        log.info("job %s (%s) succeeded on attempt %d", job_id, ctx.kind, ctx.attempt)
 
 
 def _fail(ctx: JobContext, owner: str, code: str, message: str) -> None:
@@ -229,3 +230,4 @@ def _fail(ctx: JobContext, owner: str, code: str, message: str) -> None:
     extra = {"payload": ctx.new_payload} if ctx.new_payload is not None else {}
     if _finish(ctx.job_id, owner, state=JobState.failed.value, error=error, **extra):
         ctx.emit("error", {"state": JobState.failed.value, "error": error})
+        log.warning("job %s (%s) failed: %s: %s", ctx.job_id, ctx.kind, code, message)

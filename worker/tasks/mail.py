@@ -62,4 +62,5 @@ def send_mail(ctx: JobContext) -> dict:
         raise Transient(str(exc)) from exc
     except PermanentMailError as exc:
         raise JobFailed("mail_rejected", str(exc)) from exc
-    return {"message_id": msg["Message-ID"], "template": p["template"]}
+    # Nothing about which template went out: that would tell an anonymous caller whether the address has an account.
+    return {"message_id": msg["Message-ID"]}
