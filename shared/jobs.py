@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 # kind -> task name; the task name's prefix is its queue (see shared.celery_config).
 KIND_TASKS: dict[str, str] = {
     "mail": "mail.send",
+    "chat": "llm.chat_reply",
 }
 
 _celery = None

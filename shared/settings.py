@@ -71,6 +71,26 @@ class Settings(BaseSettings):
     SSE_KEEPALIVE_SECONDS: float = 15.0
     BROKER_VISIBILITY_TIMEOUT: int = 7200  # above the longest task: last resort only
 
+    # Chat and the LLM
+    LLM_PROVIDER: Literal["local", "openai", "tutornet", "echo"] = "local"
+    LLM_BASE_URL: str = ""  # openai: e.g. http://127.0.0.1:8080/v1 ; tutornet: the service root
+    LLM_MODEL: str = "smollm2-135m-instruct"
+    LLM_API_KEY: str = ""
+    LLM_MODEL_PATH: str = ""  # local: a GGUF file; empty = the one scripts/ensure-llm fetched
+    LLM_THREADS: int = Field(2, ge=1)
+    LLM_CONNECT_TIMEOUT: float = 5.0
+    LLM_READ_TIMEOUT: float = 60.0  # longest silence between two tokens
+    LLM_CONNECT_RETRIES: int = 2  # before the first token only
+    LLM_MAX_TOKENS: int = Field(256, ge=1, le=8192)
+    LLM_TEMPERATURE: float = Field(0.7, ge=0, le=2)
+    LLM_CONTEXT_TOKENS: int = Field(1536, ge=256)  # history budget for the prompt
+    LLM_SYSTEM_PROMPT: str = ("You are a patient, encouraging tutor. Explain step by step, check understanding, "
+                              "and answer from the course material when it is given.")
+    LLM_ECHO_RATE: float = Field(20.0, gt=0)  # echo provider: tokens per second
+    LLM_ECHO_TOKENS: int = Field(40, ge=1)
+    CHAT_MAX_MESSAGE_CHARS: int = Field(4000, ge=1)
+    IDEMPOTENCY_TTL_HOURS: int = 24
+
     LOG_LEVEL: str = "INFO"
     LOG_JSON: bool | None = None  # default: JSON in production
 

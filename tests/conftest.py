@@ -39,6 +39,10 @@ TEST_ENV = {
     "JOB_HEARTBEAT_SECONDS": "1",
     "LOG_LEVEL": "WARNING",
     "RATELIMIT_SEND_CODE_EMAIL": "3/minute",
+    "LLM_PROVIDER": "echo",
+    "LLM_ECHO_RATE": "100",
+    "LLM_ECHO_TOKENS": "10",
+    "CHAT_MAX_MESSAGE_CHARS": "2000",
 }
 os.environ.update(TEST_ENV)
 
@@ -161,6 +165,21 @@ def live_server(app):
     yield base
     proc.terminate()
     proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def make_stack(app):
+    """make_stack(name, **env) -> a tests.stack.Stack, closed at the end of the module."""
+    from tests.stack import Stack
+    stacks = []
+
+    def make(name: str, **env: str) -> Stack:
+        stack = Stack(_TMP, f"{name}-{uuid.uuid4().hex[:6]}", **env)
+        stacks.append(stack)
+        return stack
+    yield make
+    for stack in stacks:
+        stack.close()
 
 
 @pytest.fixture()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import email
+import json
 import email.policy
 import re
 import socket
@@ -101,3 +102,26 @@ def sign_up(client, smtp, password: str = "correct horse battery", username: str
     r = client.post("/api/auth/login", json={"email": address, "password": password})
     assert r.status_code == 200, r.get_json()
     return {"email": address, "password": password, "id": user_id, **r.get_json()}
+
+
+def job_state(client, job_id, token):
+    return client.get(f"/api/jobs/{job_id}", headers=bearer(token)).get_json()
+
+
+def wait_for_state(client, job_id, token, states=("succeeded", "failed", "cancelled"), timeout=30):
+    return wait_until(lambda: (lambda j: j if j.get("state") in states else None)(job_state(client, job_id, token)),
+                      timeout=timeout, what=f"job {job_id} to reach {states}")
+
+
+def parse_sse(text: str) -> list[dict]:
+    out = []
+    for block in text.split("\n\n"):
+        fields = {}
+        for line in block.splitlines():
+            if line.startswith(":") or ":" not in line:
+                continue
+            k, _, v = line.partition(":")
+            fields[k] = v.lstrip(" ")
+        if "event" in fields:
+            out.append({"id": fields.get("id"), "event": fields["event"], "data": json.loads(fields["data"])})
+    return out

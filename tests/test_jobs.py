@@ -1,7 +1,6 @@
 """Jobs: records, ownership, signed URLs, SSE events, cancellation, retries and the sweeper."""
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -10,7 +9,7 @@ from datetime import timedelta
 import pytest
 import requests
 
-from tests.support import bearer, new_email, wait_until
+from tests.support import bearer, job_state, new_email, parse_sse, wait_for_state, wait_until
 
 
 def make_job(app, user_id, to=None, dispatch=True):
@@ -24,29 +23,6 @@ def make_job(app, user_id, to=None, dispatch=True):
         if dispatch:
             jobs.dispatch(job)
         return job.id
-
-
-def job_state(client, job_id, token):
-    return client.get(f"/api/jobs/{job_id}", headers=bearer(token)).get_json()
-
-
-def wait_for_state(client, job_id, token, states=("succeeded", "failed", "cancelled"), timeout=30):
-    return wait_until(lambda: (lambda j: j if j.get("state") in states else None)(job_state(client, job_id, token)),
-                      timeout=timeout, what=f"job {job_id} to reach {states}")
-
-
-def parse_sse(text: str) -> list[dict]:
-    out = []
-    for block in text.split("\n\n"):
-        fields = {}
-        for line in block.splitlines():
-            if line.startswith(":") or ":" not in line:
-                continue
-            k, _, v = line.partition(":")
-            fields[k] = v.lstrip(" ")
-        if "event" in fields:
-            out.append({"id": fields.get("id"), "event": fields["event"], "data": json.loads(fields["data"])})
-    return out
 
 
 def test_job_record_and_ownership(app, client, smtp, users):

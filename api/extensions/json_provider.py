@@ -18,7 +18,7 @@ class APIJSONProvider(DefaultJSONProvider):
         if isinstance(o, date):
             return o.isoformat()
         if isinstance(o, BaseModel):
-            return o.model_dump(mode="json")
+            return o.model_dump()
         return DefaultJSONProvider.default(o)
 
 

@@ -9,7 +9,7 @@ from api.security import signed_url
 from shared import events
 from shared.database import db, utcnow, write_tx
 from shared.jobs import dispatch, new_job
-from shared.models import Job, JobState, User
+from shared.models import Job, JobState, Message, MessageStatus, User
 from shared.models.job import ACTIVE_STATES
 from shared.redis_client import get_redis
 from shared.settings import get_settings
@@ -70,6 +70,10 @@ def cancel(job: Job) -> Job:
             .values(state=JobState.cancelled.value, finished_at=now, updated_at=now,
                     error={"code": "cancelled", "message": "cancelled by the user"})
         ).rowcount
+        # A reply still marked streaming keeps its text and says it was cancelled.
+        db.session.execute(update(Message).where(Message.job_id == job.id,
+                                                 Message.status == MessageStatus.streaming.value)
+                           .values(status=MessageStatus.cancelled.value))
     if not changed:
         db.session.refresh(job)
         raise APIError(409, "not_cancellable", f"the job is already {job.state}")

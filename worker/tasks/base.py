@@ -26,7 +26,7 @@ from sqlalchemy import update
 from shared import events
 from shared.database import db, utcnow, write_tx
 from shared.logs import job_id_var, request_id_var
-from shared.models import Job, JobState
+from shared.models import Job, JobState, Message, MessageStatus
 from shared.redis_client import get_redis
 from shared.settings import get_settings
 from worker.app_context import flask_app
@@ -44,7 +44,11 @@ class JobFailed(Exception):
 
 
 class Transient(Exception):
-    """A failure worth retrying later (network, a 4xx from a server)."""
+    """A failure worth retrying later (network, a 4xx from a server); `code` names it if retries run out."""
+
+    def __init__(self, message: str, code: str = "retries_exhausted"):
+        super().__init__(message)
+        self.code = code
 
 
 class Cancelled(Exception):
@@ -200,7 +204,7 @@ def _run(task, handler, job_id: str) -> None:
     except Transient as exc:
         stop.set()
         if task.request.retries >= task.max_retries:
-            _fail(ctx, owner, "retries_exhausted", f"gave up after {task.max_retries} retries: {exc}")
+            _fail(ctx, owner, exc.code, f"gave up after {task.max_retries} retries: {exc}")
             return
         countdown = get_exponential_backoff_interval(2, task.request.retries + 1, 600, full_jitter=True)
         countdown = max(1.0, float(countdown))
@@ -228,6 +232,10 @@ def _run(task, handler, job_id: str) -> None:
 def _fail(ctx: JobContext, owner: str, code: str, message: str) -> None:
     error = {"code": code, "message": message}
     extra = {"payload": ctx.new_payload} if ctx.new_payload is not None else {}
+    with write_tx():  # a reply this job was writing says it failed, keeping its text
+        db.session.execute(update(Message).where(Message.job_id == ctx.job_id,
+                                                 Message.status == MessageStatus.streaming.value)
+                           .values(status=MessageStatus.failed.value))
     if _finish(ctx.job_id, owner, state=JobState.failed.value, error=error, **extra):
         ctx.emit("error", {"state": JobState.failed.value, "error": error})
         log.warning("job %s (%s) failed: %s: %s", ctx.job_id, ctx.kind, code, message)

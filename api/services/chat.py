@@ -1,0 +1,160 @@
+"""Chat: sending a message (with idempotency), history, conversations.
+
+Sending writes the user message, an empty assistant reply (status streaming) and the job
+in one transaction, then dispatches the job to the llm queue.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import timedelta
+
+from flask import g
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from api.errors import APIError
+from api.services.jobs import cancel, urls
+from shared.database import db, utcnow, write_tx
+from shared.jobs import dispatch, new_job
+from shared.models import Conversation, IdempotencyKey, Job, Message, MessageStatus, User
+from shared.models.job import ACTIVE_STATES
+from shared.settings import get_settings
+
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
+SCOPE = "chat.send"
+
+
+def _title_from(message: str) -> str:
+    line = " ".join(message.split())
+    return line if len(line) <= 60 else line[:57].rstrip() + "..."
+
+
+def get_conversation(user: User, conversation_id: str) -> Conversation:
+    conv = db.session.get(Conversation, conversation_id) if len(conversation_id) <= 64 else None
+    if conv is None or conv.user_id != user.id:
+        raise APIError(404, "not_found", "no such conversation")
+    return conv
+
+
+def _request_hash(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _replay(record: IdempotencyKey, request_hash: str) -> dict:
+    if record.request_hash != request_hash:
+        raise APIError(422, "idempotency_key_reused",
+                       "this Idempotency-Key was already used with a different request body")
+    stored = dict(record.response)
+    return {**stored, **urls(stored["job_id"], record.user_id)}
+
+
+def _find_key(user_id: str, key: str) -> IdempotencyKey | None:
+    since = utcnow() - timedelta(hours=get_settings().IDEMPOTENCY_TTL_HOURS)
+    return db.session.execute(select(IdempotencyKey).where(
+        IdempotencyKey.user_id == user_id, IdempotencyKey.scope == SCOPE, IdempotencyKey.key == key,
+        IdempotencyKey.created_at >= since)).scalar_one_or_none()
+
+
+def send(user: User, body: dict, idempotency_key: str | None) -> dict:
+    request_hash = _request_hash(body)
+    if idempotency_key is not None:
+        if not IDEMPOTENCY_KEY.match(idempotency_key):
+            raise APIError(400, "invalid_idempotency_key",
+                           "Idempotency-Key must be 8-128 characters of letters, digits, _ . : -")
+        found = _find_key(user.id, idempotency_key)
+        if found:
+            return _replay(found, request_hash)
+    conversation_id = body.get("conversation_id")
+    if conversation_id:
+        get_conversation(user, conversation_id)
+    try:
+        with write_tx():
+            now = utcnow()
+            if conversation_id:
+                db.session.execute(update(Conversation).where(Conversation.id == conversation_id)
+                                   .values(updated_at=now))
+            else:
+                conv = Conversation(user_id=user.id, title=_title_from(body["message"]), created_at=now,
+                                    updated_at=now)
+                db.session.add(conv)
+                db.session.flush()
+                conversation_id = conv.id
+            question = Message(conversation_id=conversation_id, role="user", content=body["message"], created_at=now)
+            reply = Message(conversation_id=conversation_id, role="assistant", content="",
+                            status=MessageStatus.streaming.value, created_at=now + timedelta(microseconds=1))
+            db.session.add_all([question, reply])
+            db.session.flush()
+            job = new_job("chat", user.id, {"conversation_id": conversation_id, "user_message_id": question.id,
+                                            "reply_message_id": reply.id, "options": body.get("options") or {}},
+                          request_id=g.get("request_id"))
+            reply.job_id = job.id
+            answer = {"job_id": job.id, "conversation_id": conversation_id, "message_id": question.id,
+                      "reply_message_id": reply.id}
+            if idempotency_key is not None:
+                db.session.add(IdempotencyKey(user_id=user.id, scope=SCOPE, key=idempotency_key,
+                                              request_hash=request_hash, response=answer))
+    except IntegrityError:
+        # The same key raced in from another request: answer as that one did.
+        db.session.rollback()
+        found = _find_key(user.id, idempotency_key) if idempotency_key else None
+        if found is None:
+            raise
+        return _replay(found, request_hash)
+    dispatch(job)
+    return {**answer, **urls(job.id, user.id)}
+
+
+def message_out(m: Message) -> dict:
+    return {"id": m.id, "role": m.role, "content": m.content, "status": m.status,
+            "streaming": m.status == MessageStatus.streaming.value, "job_id": m.job_id,
+            "citations": m.citations, "audio_url": (m.meta or {}).get("audio_url"), "created_at": m.created_at}
+
+
+def history(user: User, conversation_id: str, limit: int, before: str | None) -> dict:
+    get_conversation(user, conversation_id)
+    stmt = select(Message).where(Message.conversation_id == conversation_id)
+    if before:
+        pivot = db.session.get(Message, before) if len(before) <= 64 else None
+        if pivot is None or pivot.conversation_id != conversation_id:
+            raise APIError(400, "invalid_cursor", "`before` is not a message of this conversation")
+        stmt = stmt.where(or_(Message.created_at < pivot.created_at,
+                              and_(Message.created_at == pivot.created_at, Message.id < pivot.id)))
+    rows = list(db.session.execute(stmt.order_by(Message.created_at.desc(), Message.id.desc())
+                                   .limit(limit + 1)).scalars())
+    has_more = len(rows) > limit
+    rows = list(reversed(rows[:limit]))
+    return {"conversation_id": conversation_id, "items": [message_out(m) for m in rows], "has_more": has_more,
+            "next_before": rows[0].id if has_more and rows else None}
+
+
+def list_conversations(user: User, limit: int, offset: int) -> dict:
+    base = select(Conversation).where(Conversation.user_id == user.id)
+    total = db.session.execute(select(func.count()).select_from(base.subquery())).scalar_one()
+    rows = db.session.execute(base.order_by(Conversation.updated_at.desc(), Conversation.id)
+                              .limit(limit).offset(offset)).scalars()
+    return {"items": list(rows), "total": total, "limit": limit, "offset": offset}
+
+
+def rename(user: User, conversation_id: str, title: str) -> Conversation:
+    conv = get_conversation(user, conversation_id)
+    with write_tx():
+        conv = db.session.merge(conv)
+        conv.title = title.strip()
+    return conv
+
+
+def delete_conversation(user: User, conversation_id: str) -> None:
+    """Stop its running replies, then remove it and its messages."""
+    get_conversation(user, conversation_id)
+    job_ids = db.session.execute(select(Message.job_id).where(
+        Message.conversation_id == conversation_id, Message.job_id.is_not(None))).scalars().all()
+    for job in db.session.execute(select(Job).where(Job.id.in_(job_ids), Job.state.in_(ACTIVE_STATES))).scalars():
+        try:
+            cancel(job)
+        except APIError:
+            pass  # it ended meanwhile
+    with write_tx():
+        db.session.execute(delete(Message).where(Message.conversation_id == conversation_id))
+        db.session.execute(delete(Conversation).where(Conversation.id == conversation_id))

@@ -1,0 +1,27 @@
+"""A provider that streams fixed tokens at a steady rate: for benchmarks and pipeline tests, never the default."""
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+from shared.settings import get_settings
+from worker.providers.llm.base import ChatMessage
+
+
+class Echo:
+    name = "echo"
+
+    def __init__(self) -> None:
+        s = get_settings()
+        self.rate = s.LLM_ECHO_RATE
+        self.count = s.LLM_ECHO_TOKENS
+
+    def stream(self, messages: list[ChatMessage], *, max_tokens: int, temperature: float,
+               user_id: str, session_id: str) -> Iterator[str]:
+        interval = 1.0 / self.rate
+        start = time.monotonic()
+        for i in range(min(self.count, max_tokens)):
+            delay = start + i * interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            yield f"tok{i} "
