@@ -34,8 +34,17 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+def include_object(obj, name, type_, reflected, compare_to) -> bool:
+    """Autogenerate ignores the full-text search objects that migrations make by hand."""
+    if type_ == "table" and name and name.startswith("chunks_fts"):
+        return False
+    if type_ == "column" and name == "tsv" and getattr(obj, "table", None) is not None and obj.table.name == "chunks":
+        return False
+    return True
+
+
 db = SQLAlchemy(model_class=Base)
-migrate = Migrate(compare_type=True, render_as_batch=True)
+migrate = Migrate(compare_type=True, render_as_batch=True, include_object=include_object)
 
 
 def utcnow() -> datetime:

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 KIND_TASKS: dict[str, str] = {
     "mail": "mail.send",
     "chat": "llm.chat_reply",
+    "file": "files.process",
 }
 
 _celery = None

@@ -71,6 +71,18 @@ class Settings(BaseSettings):
     SSE_KEEPALIVE_SECONDS: float = 15.0
     BROKER_VISIBILITY_TIMEOUT: int = 7200  # above the longest task: last resort only
 
+    # Files and knowledge
+    STORAGE_DIR: str = "var/storage"
+    UPLOAD_TYPES: str = "pdf,docx,txt,md,html,png,jpg,mp3,wav"
+    UPLOAD_MAX_PAGES: int = 2000
+    DOCX_MAX_UNCOMPRESSED: int = 100 * 1024 * 1024  # zip-bomb guard
+    CHUNK_CHARS: int = Field(800, ge=100)
+    CHUNK_OVERLAP: int = Field(150, ge=0)
+    RETRIEVAL_PROVIDER: Literal["builtin", "http"] = "builtin"
+    RETRIEVAL_BASE_URL: str = ""  # http provider: the original mentor system's RAG service
+    RETRIEVAL_TIMEOUT: float = 10.0
+    KNOWLEDGE_TOP_K: int = Field(4, ge=1, le=20)  # chunks put into a chat prompt
+
     # Chat and the LLM
     LLM_PROVIDER: Literal["local", "openai", "tutornet", "echo"] = "local"
     LLM_BASE_URL: str = ""  # openai: e.g. http://127.0.0.1:8080/v1 ; tutornet: the service root
@@ -97,6 +109,10 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.APP_ENV == "production"
+
+    @property
+    def upload_types(self) -> set[str]:
+        return {t.strip().lower() for t in self.UPLOAD_TYPES.split(",") if t.strip()}
 
     @property
     def cors_origins(self) -> list[str]:

@@ -38,6 +38,7 @@ TEST_ENV = {
     "JOB_LEASE_SECONDS": "4",
     "JOB_HEARTBEAT_SECONDS": "1",
     "LOG_LEVEL": "WARNING",
+    "STORAGE_DIR": str(_TMP / "storage"),
     "RATELIMIT_SEND_CODE_EMAIL": "3/minute",
     "LLM_PROVIDER": "echo",
     "LLM_ECHO_RATE": "100",

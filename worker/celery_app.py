@@ -21,7 +21,7 @@ from worker.app_context import flask_app
 
 settings = get_settings()
 celery = make_celery("mentor-worker")
-celery.conf.include = ["worker.tasks.mail", "worker.tasks.chat", "worker.tasks.maintenance"]
+celery.conf.include = ["worker.tasks.mail", "worker.tasks.chat", "worker.tasks.files", "worker.tasks.maintenance"]
 celery.conf.beat_schedule = {
     "sweep-jobs": {"task": "default.sweep_jobs", "schedule": settings.SWEEP_INTERVAL_SECONDS,
                    "options": {"expires": settings.SWEEP_INTERVAL_SECONDS * 2}},

@@ -20,7 +20,10 @@ def build_messages(conversation_id: str, upto: Message, context: str | None = No
     rows = db.session.execute(
         select(Message).where(Message.conversation_id == conversation_id, Message.created_at <= upto.created_at)
         .order_by(Message.created_at.desc(), Message.id.desc()).limit(200)).scalars()
-    system = s.LLM_SYSTEM_PROMPT + (f"\n\n<context>\n{context}\n</context>" if context else "")
+    system = s.LLM_SYSTEM_PROMPT
+    if context:
+        system += ("\n\nAnswer from this course material and cite it as [1], [2]...:\n"
+                   f"<context>\n{context}\n</context>")
     budget = s.LLM_CONTEXT_TOKENS - estimate_tokens(system)
     turns: list[dict] = []
     for m in rows:

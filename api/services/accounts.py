@@ -10,13 +10,15 @@ from sqlalchemy import delete, func, select
 
 from api.errors import APIError
 from api.extensions.jwt import revoked_key
-from api.services import codes, login_throttle
+from api.services import codes, files, login_throttle
 from api.services.jobs import enqueue, envelope
 from api.services.passwords import check_policy, hash_password, verify_password
 from shared.database import db, utcnow, write_tx
-from shared.models import Role, User
+from shared.knowledge.builtin import index_changed
+from shared.models import Chunk, Job, Role, User
 from shared.redis_client import get_redis
 from shared.settings import get_settings
+from shared.storage import get_storage
 
 # purpose -> (template when the account exists, template when it does not)
 CODE_TEMPLATES = {
@@ -135,10 +137,15 @@ def change_password(user: User, current: str, new: str) -> dict:
 def delete_account(user: User, code: str) -> None:
     """Erase the account and everything it owns (jobs now; more as features arrive)."""
     codes.consume(user.email, "delete_account", code)
-    with write_tx():
-        from shared.models import Job
+    blobs = files.storage_keys_of(user.id)
+    with write_tx():  # conversations, messages, files and chunks go with the user (ON DELETE CASCADE)
+        db.session.execute(delete(Chunk).where(Chunk.user_id == user.id))
         db.session.execute(delete(Job).where(Job.user_id == user.id))
         db.session.execute(delete(User).where(User.id == user.id))
+    storage = get_storage()
+    for key in blobs:
+        storage.delete(key)
+    index_changed(deleted=True)
     logout()
 
 

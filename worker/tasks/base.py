@@ -26,7 +26,7 @@ from sqlalchemy import update
 from shared import events
 from shared.database import db, utcnow, write_tx
 from shared.logs import job_id_var, request_id_var
-from shared.models import Job, JobState, Message, MessageStatus
+from shared.models import Job, JobState
 from shared.redis_client import get_redis
 from shared.settings import get_settings
 from worker.app_context import flask_app
@@ -162,8 +162,12 @@ def _requeue(job_id: str, owner: str, countdown: float) -> None:
         )
 
 
-def job_task(name: str, max_retries: int = 5, **options: Any) -> Callable:
-    """Register `handler(ctx) -> result dict` as a Celery task that runs one job by id."""
+def job_task(name: str, max_retries: int = 5, on_fail: Callable[[JobContext, dict], None] | None = None,
+             **options: Any) -> Callable:
+    """Register `handler(ctx) -> result dict` as a Celery task that runs one job by id.
+
+    `on_fail(ctx, error)` runs in the failing job's transaction, to mark what it was making.
+    """
 
     def decorator(handler: Callable[[JobContext], dict[str, Any] | None]):
         @celery.task(name=name, bind=True, max_retries=max_retries, **options)
@@ -171,7 +175,7 @@ def job_task(name: str, max_retries: int = 5, **options: Any) -> Callable:
             job_id_var.set(job_id)
             with flask_app().app_context():
                 try:
-                    _run(self, handler, job_id)
+                    _run(self, handler, job_id, on_fail)
                 finally:
                     db.session.remove()
 
@@ -181,7 +185,7 @@ def job_task(name: str, max_retries: int = 5, **options: Any) -> Callable:
     return decorator
 
 
-def _run(task, handler, job_id: str) -> None:
+def _run(task, handler, job_id: str, on_fail) -> None:
     job = claim(job_id)
     if job is None:
         log.info("job %s not claimed (finished, cancelled, or held by a live worker)", job_id)
@@ -204,7 +208,7 @@ def _run(task, handler, job_id: str) -> None:
     except Transient as exc:
         stop.set()
         if task.request.retries >= task.max_retries:
-            _fail(ctx, owner, exc.code, f"gave up after {task.max_retries} retries: {exc}")
+            _fail(ctx, owner, exc.code, f"gave up after {task.max_retries} retries: {exc}", on_fail)
             return
         countdown = get_exponential_backoff_interval(2, task.request.retries + 1, 600, full_jitter=True)
         countdown = max(1.0, float(countdown))
@@ -212,11 +216,11 @@ def _run(task, handler, job_id: str) -> None:
         ctx.emit("progress", {"retrying_in": countdown, "reason": str(exc)[:200]})
         raise task.retry(countdown=countdown, exc=exc)
     except JobFailed as exc:
-        _fail(ctx, owner, exc.code, exc.message)
+        _fail(ctx, owner, exc.code, exc.message, on_fail)
         return
     except Exception as exc:  # noqa: BLE001 - recorded on the job, logged with its stack
         log.exception("job %s crashed", job_id)
-        _fail(ctx, owner, "internal_error", f"{type(exc).__name__}: the job failed unexpectedly")
+        _fail(ctx, owner, "internal_error", f"{type(exc).__name__}: the job failed unexpectedly", on_fail)
         return
     finally:
         stop.set()
@@ -229,13 +233,12 @@ def _run(task, handler, job_id: str) -> None:
         log.info("job %s (%s) succeeded on attempt %d", job_id, ctx.kind, ctx.attempt)
 
 
-def _fail(ctx: JobContext, owner: str, code: str, message: str) -> None:
+def _fail(ctx: JobContext, owner: str, code: str, message: str, on_fail=None) -> None:
     error = {"code": code, "message": message}
     extra = {"payload": ctx.new_payload} if ctx.new_payload is not None else {}
-    with write_tx():  # a reply this job was writing says it failed, keeping its text
-        db.session.execute(update(Message).where(Message.job_id == ctx.job_id,
-                                                 Message.status == MessageStatus.streaming.value)
-                           .values(status=MessageStatus.failed.value))
+    if on_fail is not None:
+        with write_tx():
+            on_fail(ctx, error)
     if _finish(ctx.job_id, owner, state=JobState.failed.value, error=error, **extra):
         ctx.emit("error", {"state": JobState.failed.value, "error": error})
         log.warning("job %s (%s) failed: %s: %s", ctx.job_id, ctx.kind, code, message)

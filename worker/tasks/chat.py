@@ -7,25 +7,53 @@ what was generated and the job fails.
 """
 from __future__ import annotations
 
+import logging
 import time
 
-from sqlalchemy import update
+from sqlalchemy import func, or_, select, update
 
 from shared.database import db, utcnow, write_tx
-from shared.models import Conversation, Message, MessageStatus
+from shared.knowledge import get_retriever
+from shared.models import Conversation, File, FileScope, FileStatus, Message, MessageStatus
 from shared.settings import get_settings
 from worker.prompting import build_messages
 from worker.providers.llm import LLMError, LLMUnavailable, get_provider
 from worker.tasks.base import Cancelled, JobContext, JobFailed, Transient, job_task
 
+log = logging.getLogger(__name__)
 FLUSH_EVERY = 0.5  # seconds between saves of the partial reply
 CANCEL_CHECK_EVERY = 0.1
 
 
-def _save(message_id: str, content: str, status: str) -> None:
+def _save(message_id: str, content: str, status: str, **extra) -> None:
     with write_tx():
         db.session.execute(update(Message).where(Message.id == message_id).values(
-            content=content, status=status, updated_at=utcnow()))
+            content=content, status=status, updated_at=utcnow(), **extra))
+
+
+def _knowledge(user_id: str | None, question: str, wanted: bool | None) -> tuple[str | None, list[dict] | None]:
+    """The top chunks for the prompt and their citations, when knowledge is on.
+
+    On by default when the user can see ready files; a retrieval failure answers without it.
+    """
+    if not user_id or wanted is False:
+        return None, None
+    if wanted is None and not db.session.execute(select(func.count()).select_from(File).where(
+            or_(File.user_id == user_id, File.scope == FileScope.public.value),
+            File.status == FileStatus.ready.value)).scalar_one():
+        return None, None
+    try:
+        hits = get_retriever().search(user_id, question, get_settings().KNOWLEDGE_TOP_K)
+    except Exception:  # noqa: BLE001 - the answer goes on without the material
+        log.warning("retrieval failed; answering without course material", exc_info=True)
+        return None, None
+    if not hits:
+        return None, None
+    context = "\n\n".join(f"[{i}] {h.file_name}" + (f", page {h.page}" if h.page else "") + f":\n{h.text}"
+                           for i, h in enumerate(hits, start=1))
+    citations = [{"n": i, "file_id": h.file_id, "file_name": h.file_name, "page": h.page,
+                  "snippet": h.text[:240], "score": h.score} for i, h in enumerate(hits, start=1)]
+    return context, citations
 
 
 def reply_out(m: Message) -> dict:
@@ -33,7 +61,14 @@ def reply_out(m: Message) -> dict:
             "status": m.status, "citations": m.citations, "created_at": m.created_at.isoformat() + "Z"}
 
 
-@job_task("llm.chat_reply", max_retries=get_settings().LLM_CONNECT_RETRIES)
+def _reply_failed(ctx: JobContext, error: dict) -> None:
+    """A reply still marked streaming when its job fails keeps its text and says failed."""
+    db.session.execute(update(Message).where(Message.id == ctx.payload["reply_message_id"],
+                                             Message.status == MessageStatus.streaming.value)
+                       .values(status=MessageStatus.failed.value))
+
+
+@job_task("llm.chat_reply", max_retries=get_settings().LLM_CONNECT_RETRIES, on_fail=_reply_failed)
 def chat_reply(ctx: JobContext) -> dict:
     s = get_settings()
     p = ctx.payload
@@ -41,10 +76,13 @@ def chat_reply(ctx: JobContext) -> dict:
     reply = db.session.get(Message, p["reply_message_id"])
     if question is None or reply is None:
         raise JobFailed("conversation_gone", "the conversation was deleted")
-    messages = build_messages(p["conversation_id"], question)
+    context, citations = _knowledge(ctx.user_id, question.content, (p.get("options") or {}).get("use_knowledge"))
+    messages = build_messages(p["conversation_id"], question, context)
     reply_id = reply.id
     db.session.commit()  # end the read transaction before the long generation
-    _save(reply_id, "", MessageStatus.streaming.value)
+    _save(reply_id, "", MessageStatus.streaming.value, citations=citations)
+    if citations:
+        ctx.emit("citations", {"citations": citations})
 
     parts: list[str] = []
     last_flush = last_check = time.monotonic()

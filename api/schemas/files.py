@@ -1,0 +1,79 @@
+"""Request and response schemas of /api/upload, /api/files and /api/knowledge."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from flask_openapi3 import FileStorage
+from pydantic import BaseModel, Field
+
+from api.schemas.common import Strict
+
+Scope = Literal["personal", "public"]
+Status = Literal["processing", "ready", "stored", "failed"]
+
+
+class UploadForm(BaseModel):
+    file: FileStorage
+    scope: Scope = "personal"
+
+
+class FileOut(BaseModel):
+    id: str
+    name: str
+    size: int
+    content_type: str
+    sha256: str
+    scope: str
+    status: str
+    error: dict[str, Any] | None = None
+    page_count: int | None = None
+    chunk_count: int
+    job_id: str | None = None
+    owner_id: str
+    created_at: datetime
+    download_url: str | None = Field(None, description="signed, short-lived; in single-file answers")
+
+
+class UploadResponse(BaseModel):
+    file: FileOut
+    duplicate: bool = Field(description="true when this user had already uploaded the same content")
+    job_id: str
+    status_url: str
+    events_url: str
+
+
+class FileQuery(Strict):
+    limit: int = Field(20, ge=1, le=100)
+    offset: int = Field(0, ge=0)
+    status: Status | None = None
+    scope: Scope | None = None
+
+
+class FilePage(BaseModel):
+    items: list[FileOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class FilePath(BaseModel):
+    file_id: str
+
+
+class SearchBody(Strict):
+    query: str = Field(min_length=1, max_length=1000)
+    k: int = Field(5, ge=1, le=50)
+    scope: Literal["all", "personal", "public"] = "all"
+
+
+class Hit(BaseModel):
+    file_id: str
+    file_name: str
+    page: int | None = None
+    text: str
+    score: float
+
+
+class SearchResponse(BaseModel):
+    hits: list[Hit]

@@ -1,0 +1,1 @@
+"""Turning uploaded files into searchable chunks: extraction and chunking."""
