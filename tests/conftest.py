@@ -171,7 +171,7 @@ def live_server(app):
 @pytest.fixture(scope="module")
 def make_stack(app):
     """make_stack(name, **env) -> a tests.stack.Stack, closed at the end of the module."""
-    from tests.stack import Stack
+    from devtools.stack import Stack
     stacks = []
 
     def make(name: str, **env: str) -> Stack:

@@ -2,37 +2,15 @@
 from __future__ import annotations
 
 import email
-import json
 import email.policy
+import json
 import re
-import socket
 import threading
-import time
 import uuid
-from pathlib import Path
-from typing import Callable
 
 from aiosmtpd.controller import Controller
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(check: Callable[[], object], timeout: float = 10.0, interval: float = 0.05, what: str = "a condition",
-               proc=None, log: Path | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            break
-        time.sleep(interval)
-    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tail}")
+from devtools.stack import free_port, wait_until  # noqa: F401 - re-exported for the tests
 
 
 class SMTPSink:

@@ -60,6 +60,7 @@ def test_signed_urls_are_bound_to_user_and_job_and_expire(app, client, users):
     r = client.get(f"/api/jobs/{job_id}?sig={sig[:-2]}xx")
     assert r.status_code == 401
     from itsdangerous import URLSafeTimedSerializer
+
     from shared.settings import get_settings
     s = URLSafeTimedSerializer(get_settings().SECRET_KEY, salt="signed-url")
     old = s.dumps({"u": a["id"], "r": f"job:{job_id}"})

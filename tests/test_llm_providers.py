@@ -65,8 +65,7 @@ def provider(monkeypatch, **env):
         monkeypatch.setenv(k, v)
     get_settings.cache_clear()
     try:
-        from worker.providers.llm import get_provider
-        from worker.providers.llm import _cache
+        from worker.providers.llm import _cache, get_provider
         _cache.clear()
         return get_provider()
     finally:

@@ -5,8 +5,7 @@ from flask_jwt_extended import current_user, jwt_required
 from flask_openapi3 import APIBlueprint, Tag
 
 from api.extensions.limiter import email_key, limiter
-from api.schemas.auth import (LoginBody, RegisterBody, ResetPasswordBody, SendCodeBody, SendCodeResponse,
-                              TokenResponse)
+from api.schemas.auth import LoginBody, RegisterBody, ResetPasswordBody, SendCodeBody, SendCodeResponse, TokenResponse
 from api.schemas.common import ERRORS, MessageResponse
 from api.schemas.user import UserOut
 from api.security import authenticate

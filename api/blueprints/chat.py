@@ -4,8 +4,16 @@ from __future__ import annotations
 from flask import request
 from flask_openapi3 import APIBlueprint, Tag
 
-from api.schemas.chat import (ConversationOut, ConversationPage, ConversationPatch, ConversationPath, HistoryPage,
-                              HistoryQuery, SendBody, SendResponse)
+from api.schemas.chat import (
+    ConversationOut,
+    ConversationPage,
+    ConversationPatch,
+    ConversationPath,
+    HistoryPage,
+    HistoryQuery,
+    SendBody,
+    SendResponse,
+)
 from api.schemas.common import ERRORS, MessageResponse, PageQuery
 from api.security import authenticate
 from api.services import chat

@@ -1,31 +1,78 @@
-"""A whole stack in subprocesses (gunicorn web, Celery worker, optional beat) with its own settings.
+"""A whole stack in subprocesses (Redis, gunicorn web, Celery workers, beat) on free ports.
 
-It shares the session's Redis server (on a Redis database of its own, so its queues never
-meet the session worker's), database and SMTP sink, so users made in-process can call it.
+Used by the tests (which share their Redis server, database and SMTP sink with a stack, on
+a Redis database of its own) and by the benchmarks (which start everything themselves).
 """
 from __future__ import annotations
 
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import requests
-
-from tests.support import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 _db_numbers = itertools.count(1)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check, timeout: float = 10.0, interval: float = 0.05, what: str = "a condition",
+               proc=None, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(interval)
+    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tail}")
+
+
+def start_redis(folder: Path, port: int | None = None, appendonly: bool = False) -> tuple[subprocess.Popen, str]:
+    """A redis-server of our own on a free loopback port; returns the process and its URL."""
+    import shutil
+
+    import redis
+    port = port or free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed: run scripts/ensure-redis")
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "yes" if appendonly else "no", "--dir", str(folder)],
+                            stdout=open(folder / "redis.log", "ab"), stderr=subprocess.STDOUT)
+    client = redis.Redis(port=port)
+
+    def pings():
+        try:
+            return client.ping()
+        except redis.RedisError:
+            return False
+    wait_until(pings, timeout=10, what="redis-server", proc=proc, log=folder / "redis.log")
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
 class Stack:
-    def __init__(self, tmp: Path, name: str, **env: str):
+    def __init__(self, tmp: Path, name: str, redis_url: str | None = None, **env: str):
+        """Share the Redis server of REDIS_URL (on a database of its own) unless `redis_url` is given."""
         self.tmp = tmp / name
         self.tmp.mkdir(parents=True, exist_ok=True)
-        base_redis = os.environ["REDIS_URL"].rsplit("/", 1)[0]
-        self.redis_url = f"{base_redis}/{next(_db_numbers) % 16 or 1}"
+        if redis_url is None:
+            base_redis = os.environ["REDIS_URL"].rsplit("/", 1)[0]
+            redis_url = f"{base_redis}/{next(_db_numbers) % 16 or 1}"
+        self.redis_url = redis_url
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": self.redis_url, **env}
         self.procs: dict[str, subprocess.Popen] = {}
         self.port = free_port()
