@@ -2,7 +2,8 @@
 
 - Full text: SQLite FTS5 `bm25()`, or PostgreSQL `ts_rank_cd` over the `tsv` column.
 - Vectors: every chunk's embedding sits in one in-memory matrix per process; a query is one
-  matrix-vector product with a visibility mask. Writers bump two Redis counters
+  matrix-vector product with a visibility mask, run on a native thread in parallel with the
+  full-text query. Writers bump two Redis counters
   (`knowledge:added`, `knowledge:deleted`): new chunks are appended, a delete reloads.
 - Visibility: the caller's own chunks and the public ones, nothing else.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from sqlalchemy import select, text
@@ -75,21 +77,27 @@ class _VectorIndex:
             self._append(self._rows(int(self.ids[-1]) if len(self.ids) else 0))
             self.version, self.url = (added, deleted), url
 
-    def search(self, query: np.ndarray, owner: str, scope: ScopeFilter, n: int) -> list[int]:
+    def snapshot(self, owner: str):
+        """The arrays as they are now (they are replaced, never changed in place) and the owner's code."""
         with self.lock:
-            if not len(self.ids):
-                return []
-            code = self.owner_codes.get(owner, -1)
-            mine = self.owners == code
-            mask = {"all": mine | self.public, "personal": mine & ~self.public, "public": self.public}[scope]
-            scores = self.matrix @ query
-            scores[~mask] = -np.inf
-            n = min(n, int(mask.sum()))
-            if n <= 0:
-                return []
-            top = np.argpartition(-scores, n - 1)[:n]
-            top = top[np.argsort(-scores[top])]
-            return [int(self.ids[i]) for i in top]
+            return self.ids, self.owners, self.public, self.matrix, self.owner_codes.get(owner, -1)
+
+
+def _top(snapshot, query: np.ndarray, scope: ScopeFilter, n: int) -> list[int]:
+    """Nearest visible chunks; pure numpy, so it may run in a native thread."""
+    ids, owners, public, matrix, code = snapshot
+    if not len(ids):
+        return []
+    mine = owners == code
+    mask = {"all": mine | public, "personal": mine & ~public, "public": public}[scope]
+    scores = matrix @ query
+    scores[~mask] = -np.inf
+    n = min(n, int(mask.sum()))
+    if n <= 0:
+        return []
+    top = np.argpartition(-scores, n - 1)[:n]
+    top = top[np.argsort(-scores[top])]
+    return [int(ids[i]) for i in top]
 
 
 _index = _VectorIndex()
@@ -110,11 +118,38 @@ def _fulltext(user_id: str, query: str, scope: ScopeFilter, n: int) -> list[int]
         params["q"] = " | ".join(words)
         sql = (f"SELECT c.id FROM chunks c, to_tsquery('english', :q) q WHERE c.tsv @@ q AND {_visibility(scope)} "
                "ORDER BY ts_rank_cd(c.tsv, q) DESC LIMIT :n")
-    else:
-        params["q"] = " OR ".join('"' + w.replace('"', '') + '"' for w in words)
-        sql = (f"SELECT c.id FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
-               f"WHERE chunks_fts MATCH :q AND {_visibility(scope)} ORDER BY bm25(chunks_fts) LIMIT :n")
+        return [row[0] for row in db.session.execute(text(sql), params)]
+    params["q"] = " OR ".join('"' + w.replace('"', '') + '"' for w in words)
+    # Fast path: the best matches regardless of owner, then keep the visible ones. Enough of
+    # them survive when most matching material is visible (public course files, one's own).
+    params["wide"] = n * 4
+    ranked = [row[0] for row in db.session.execute(text(
+        "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH :q ORDER BY rank LIMIT :wide"), params)]
+    if not ranked:
+        return []
+    visible = {row[0] for row in db.session.execute(
+        text(f"SELECT c.id FROM chunks c WHERE c.id IN ({','.join(str(i) for i in ranked)}) AND {_visibility(scope)}"),
+        params)}
+    kept = [i for i in ranked if i in visible]
+    if len(kept) >= n or len(ranked) < params["wide"]:
+        return kept[:n]
+    sql = (f"SELECT c.id FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
+           f"WHERE chunks_fts MATCH :q AND {_visibility(scope)} ORDER BY chunks_fts.rank LIMIT :n")
     return [row[0] for row in db.session.execute(text(sql), params)]
+
+
+def _in_native_thread(fn, *args):
+    """Start fn(*args) on a real OS thread (numpy releases the GIL); returns an object with .get()."""
+    from gevent import monkey
+    if monkey.is_module_patched("threading"):
+        import gevent
+        return gevent.get_hub().threadpool.spawn(fn, *args)
+    future = _pool.submit(fn, *args)
+    future.get = future.result
+    return future
+
+
+_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vector-search")
 
 
 def fuse(*rankings: list[int], k: int = RRF_K) -> list[tuple[int, float]]:
@@ -132,11 +167,12 @@ class BuiltinRetriever:
         self.mode = mode
 
     def rank(self, user_id: str, query: str, scope: ScopeFilter, n: int) -> list[tuple[int, float]]:
-        lexical = _fulltext(user_id, query, scope, n) if self.mode in ("hybrid", "bm25") else []
-        dense: list[int] = []
-        if self.mode in ("hybrid", "vector"):
+        pending = None
+        if self.mode in ("hybrid", "vector"):  # the vector product runs while SQLite ranks the text
             _index.refresh()
-            dense = _index.search(embeddings.encode([query])[0], user_id, scope, n)
+            pending = _in_native_thread(_top, _index.snapshot(user_id), embeddings.encode([query])[0], scope, n)
+        lexical = _fulltext(user_id, query, scope, n) if self.mode in ("hybrid", "bm25") else []
+        dense = pending.get() if pending is not None else []
         return fuse(lexical, dense)
 
     def search(self, user_id: str, query: str, k: int, scope: ScopeFilter = "all") -> list[Hit]:
