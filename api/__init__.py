@@ -10,7 +10,7 @@ from flask_openapi3 import Info, OpenAPI
 from pydantic import BaseModel
 
 from api import commands
-from api.blueprints import admin, auth, chat, files, health, jobs, knowledge, user
+from api.blueprints import admin, auth, chat, files, health, jobs, knowledge, speech, user
 from api.errors import register_error_handlers, validation_error_response
 from api.extensions import cors, json_provider, limiter, request_id
 from api.extensions import jwt as jwt_ext
@@ -66,7 +66,7 @@ def create_app(test_config: dict | None = None) -> OpenAPI:
     limiter.init_app(app)
     register_error_handlers(app)
 
-    for module in (auth, user, admin, jobs, chat, files, knowledge, health):
+    for module in (auth, user, admin, jobs, chat, files, knowledge, speech, health):
         app.register_api(module.bp)
 
     @app.get("/api/docs", doc_ui=False)

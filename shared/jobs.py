@@ -24,6 +24,8 @@ KIND_TASKS: dict[str, str] = {
     "mail": "mail.send",
     "chat": "llm.chat_reply",
     "file": "files.process",
+    "tts": "tts.synthesize",
+    "speech": "tts.speak_reply",
 }
 
 _celery = None

@@ -103,6 +103,24 @@ class Settings(BaseSettings):
     CHAT_MAX_MESSAGE_CHARS: int = Field(4000, ge=1)
     IDEMPOTENCY_TTL_HOURS: int = 24
 
+    # Speech
+    TTS_ENGINE: Literal["local", "espeak", "openai", "tutornet"] = "local"
+    TTS_VOICE: str = ""  # default voice; empty = the engine's first
+    TTS_MAX_CHARS: int = Field(5000, ge=1)
+    TTS_DEFAULT_FORMAT: Literal["wav", "ogg", "mp3"] = "wav"
+    TTS_BASE_URL: str = ""  # openai: .../v1 ; tutornet: the gateway root
+    TTS_API_KEY: str = ""
+    TTS_MODEL: str = "tts-1"
+    TTS_SAMPLE_RATE: int = 22050  # tutornet: the rate of the raw PCM it answers
+    TTS_PROMPT_TEXT: str = ""  # tutornet: a cloned voice's prompt text ...
+    TTS_PROMPT_WAV: str = ""  # ... and its WAV file
+    TTS_VOICE_PATH: str = ""  # local: a Piper .onnx voice; empty = the one scripts/ensure-tts fetched
+    PIPER_PYTHON: str = ""  # local: the Python of Piper's own virtualenv; empty = the cached one
+    TTS_THREADS: int = Field(1, ge=1)
+    TTS_RESPONSE_FORMAT: Literal["pcm", "wav"] = "pcm"  # openai
+    TTS_CONNECT_TIMEOUT: float = 5.0
+    TTS_READ_TIMEOUT: float = 60.0
+
     LOG_LEVEL: str = "INFO"
     LOG_JSON: bool | None = None  # default: JSON in production
 

@@ -44,6 +44,7 @@ TEST_ENV = {
     "LLM_ECHO_RATE": "100",
     "LLM_ECHO_TOKENS": "10",
     "CHAT_MAX_MESSAGE_CHARS": "2000",
+    "TTS_ENGINE": "espeak",
 }
 os.environ.update(TEST_ENV)
 

@@ -12,7 +12,7 @@ import threading
 
 from celery import signals
 
-from shared import workers
+from shared import speech, workers
 from shared.celery_config import make_celery
 from shared.logs import configure_logging
 from shared.redis_client import get_redis, reset_redis
@@ -21,7 +21,8 @@ from worker.app_context import flask_app
 
 settings = get_settings()
 celery = make_celery("mentor-worker")
-celery.conf.include = ["worker.tasks.mail", "worker.tasks.chat", "worker.tasks.files", "worker.tasks.maintenance"]
+celery.conf.include = ["worker.tasks.mail", "worker.tasks.chat", "worker.tasks.files", "worker.tasks.speech",
+                       "worker.tasks.maintenance"]
 celery.conf.beat_schedule = {
     "sweep-jobs": {"task": "default.sweep_jobs", "schedule": settings.SWEEP_INTERVAL_SECONDS,
                    "options": {"expires": settings.SWEEP_INTERVAL_SECONDS * 2}},
@@ -58,6 +59,8 @@ def _announce(sender, **_):
         while not _presence_stop.is_set():
             try:
                 workers.beat(get_redis(), name, queues)
+                if "tts" in queues:
+                    _publish_voices()
             except Exception:  # noqa: BLE001 - Redis blinked; beat again next round
                 pass
             _presence_stop.wait(5)
@@ -67,6 +70,15 @@ def _announce(sender, **_):
             pass
 
     threading.Thread(target=loop, name="presence", daemon=True).start()
+
+
+def _publish_voices() -> None:
+    """Tell the API which voices this worker's engine has (it never runs an engine itself)."""
+    from worker.providers.tts import get_engine
+    engine = get_engine()
+    voices = engine.voices()
+    default = settings.TTS_VOICE or (voices[0]["id"] if voices else None)
+    speech.publish_voices(get_redis(), engine.name, voices, default)
 
 
 @signals.worker_shutdown.connect

@@ -7,9 +7,10 @@ from flask_openapi3 import APIBlueprint, Tag
 from api.errors import APIError
 from api.schemas.common import ERRORS, MessageResponse
 from api.schemas.files import FileOut, FilePage, FilePath, FileQuery, UploadForm, UploadResponse
-from api.security import authenticate, signed_url
+from api.security import authenticate
 from api.services import files
 from shared.settings import get_settings
+from shared.signing import signed_url
 from shared.storage import get_storage
 
 bp = APIBlueprint("files", __name__, url_prefix="/api", abp_tags=[Tag(name="files")],

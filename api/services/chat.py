@@ -21,6 +21,7 @@ from shared.jobs import dispatch, new_job
 from shared.models import Conversation, IdempotencyKey, Job, Message, MessageStatus, User
 from shared.models.job import ACTIVE_STATES
 from shared.settings import get_settings
+from shared.signing import audio_url
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
 SCOPE = "chat.send"
@@ -106,10 +107,11 @@ def send(user: User, body: dict, idempotency_key: str | None) -> dict:
     return {**answer, **urls(job.id, user.id)}
 
 
-def message_out(m: Message) -> dict:
+def message_out(m: Message, user_id: str) -> dict:
     return {"id": m.id, "role": m.role, "content": m.content, "status": m.status,
             "streaming": m.status == MessageStatus.streaming.value, "job_id": m.job_id,
-            "citations": m.citations, "audio_url": (m.meta or {}).get("audio_url"), "created_at": m.created_at}
+            "citations": m.citations, "created_at": m.created_at,
+            "audio_url": audio_url(user_id, m.meta["audio_id"]) if (m.meta or {}).get("audio_id") else None}
 
 
 def history(user: User, conversation_id: str, limit: int, before: str | None) -> dict:
@@ -125,7 +127,7 @@ def history(user: User, conversation_id: str, limit: int, before: str | None) ->
                                    .limit(limit + 1)).scalars())
     has_more = len(rows) > limit
     rows = list(reversed(rows[:limit]))
-    return {"conversation_id": conversation_id, "items": [message_out(m) for m in rows], "has_more": has_more,
+    return {"conversation_id": conversation_id, "items": [message_out(m, user.id) for m in rows], "has_more": has_more,
             "next_before": rows[0].id if has_more and rows else None}
 
 

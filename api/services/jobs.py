@@ -5,7 +5,6 @@ from flask import g
 from sqlalchemy import update
 
 from api.errors import APIError
-from api.security import signed_url
 from shared import events
 from shared.database import db, utcnow, write_tx
 from shared.jobs import dispatch, new_job
@@ -13,26 +12,31 @@ from shared.models import Job, JobState, Message, MessageStatus, User
 from shared.models.job import ACTIVE_STATES
 from shared.redis_client import get_redis
 from shared.settings import get_settings
+from shared.signing import audio_url, job_urls
 
 
 def resource(job_id: str) -> str:
     return f"job:{job_id}"
 
 
-def urls(job_id: str, user_id: str | None) -> dict[str, str]:
-    res = resource(job_id)
-    return {"status_url": signed_url(f"/api/jobs/{job_id}", user_id, res),
-            "events_url": signed_url(f"/api/jobs/{job_id}/events", user_id, res)}
+urls = job_urls
 
 
 def envelope(job: Job) -> dict:
     return {"job_id": job.id, **urls(job.id, job.user_id)}
 
 
+def _fresh(result: dict | None, user_id: str | None) -> dict | None:
+    """Results name audio by id; the URL (its signature expires) is made at read time."""
+    if result and result.get("audio_id"):
+        return {**result, "audio_url": audio_url(user_id, result["audio_id"])}
+    return result
+
+
 def to_dict(job: Job) -> dict:
     return {
         "id": job.id, "kind": job.kind, "state": job.state, "progress": job.progress,
-        "result": job.result, "error": job.error, "attempts": job.attempts, "request_id": job.request_id,
+        "result": _fresh(job.result, job.user_id), "error": job.error, "attempts": job.attempts, "request_id": job.request_id,
         "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
         "updated_at": job.updated_at, **urls(job.id, job.user_id),
     }

@@ -2,7 +2,8 @@
 from shared.models.chat import Conversation, IdempotencyKey, Message, MessageStatus
 from shared.models.job import Job, JobState
 from shared.models.knowledge import Chunk, File, FileScope, FileStatus
+from shared.models.speech import AudioClip
 from shared.models.user import Role, User, UserStatus
 
-__all__ = ["Chunk", "Conversation", "File", "FileScope", "FileStatus", "IdempotencyKey", "Job", "JobState", "Message",
+__all__ = ["AudioClip", "Chunk", "Conversation", "File", "FileScope", "FileStatus", "IdempotencyKey", "Job", "JobState", "Message",
            "MessageStatus", "Role", "User", "UserStatus"]

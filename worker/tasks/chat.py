@@ -13,9 +13,11 @@ import time
 from sqlalchemy import func, or_, select, update
 
 from shared.database import db, utcnow, write_tx
+from shared.jobs import JobLimitExceeded, dispatch, new_job
 from shared.knowledge import get_retriever
 from shared.models import Conversation, File, FileScope, FileStatus, Message, MessageStatus
 from shared.settings import get_settings
+from shared.signing import job_urls
 from worker.prompting import build_messages
 from worker.providers.llm import LLMError, LLMUnavailable, get_provider
 from worker.tasks.base import Cancelled, JobContext, JobFailed, Transient, job_task
@@ -68,6 +70,22 @@ def _reply_failed(ctx: JobContext, error: dict) -> None:
                        .values(status=MessageStatus.failed.value))
 
 
+def _start_speech(ctx: JobContext, reply_id: str) -> None:
+    """Queue the speech job that follows this reply, and announce it on the reply's stream."""
+    try:
+        with write_tx():
+            job = new_job("speech", ctx.user_id, {"message_id": reply_id, "chat_job_id": ctx.job_id,
+                                                  "format": get_settings().TTS_DEFAULT_FORMAT,
+                                                  "voice": get_settings().TTS_VOICE or None})
+            message = db.session.get(Message, reply_id)
+            message.meta = {**(message.meta or {}), "speech_job_id": job.id}
+    except JobLimitExceeded:
+        log.warning("speech for reply %s skipped: too many speech jobs", reply_id)
+        return
+    dispatch(job)
+    ctx.emit("speech", {"job_id": job.id, **job_urls(job.id, ctx.user_id)})
+
+
 @job_task("llm.chat_reply", max_retries=get_settings().LLM_CONNECT_RETRIES, on_fail=_reply_failed)
 def chat_reply(ctx: JobContext) -> dict:
     s = get_settings()
@@ -83,6 +101,8 @@ def chat_reply(ctx: JobContext) -> dict:
     _save(reply_id, "", MessageStatus.streaming.value, citations=citations)
     if citations:
         ctx.emit("citations", {"citations": citations})
+    if (p.get("options") or {}).get("tts"):
+        _start_speech(ctx, reply_id)
 
     parts: list[str] = []
     last_flush = last_check = time.monotonic()

@@ -1,0 +1,41 @@
+"""Speech requests: validate against the voices the tts workers publish, queue the job, serve audio."""
+from __future__ import annotations
+
+from api.errors import APIError
+from api.services.jobs import enqueue, envelope
+from shared.database import db
+from shared.models import AudioClip, User
+from shared.redis_client import get_redis
+from shared.settings import get_settings
+from shared.speech import read_voices
+
+
+def voices() -> dict:
+    published = read_voices(get_redis())
+    if published is None:
+        raise APIError(503, "speech_unavailable", "no speech worker is running; retry shortly", None,
+                       {"Retry-After": "5"})
+    return published
+
+
+def request_speech(user: User, text: str, voice: str | None, fmt: str | None) -> dict:
+    s = get_settings()
+    if not text.strip():
+        raise APIError(400, "empty_text", "there is no text to speak")
+    if len(text) > s.TTS_MAX_CHARS:
+        raise APIError(400, "text_too_long", f"the text is longer than {s.TTS_MAX_CHARS} characters",
+                       {"limit": s.TTS_MAX_CHARS})
+    published = voices()
+    known = {v["id"] for v in published["voices"]}
+    if voice is not None and voice not in known:
+        raise APIError(400, "unknown_voice", f"unknown voice {voice!r}", {"voices": sorted(known)})
+    job = enqueue("tts", user.id, {"text": text, "voice": voice or published.get("default") or s.TTS_VOICE or None,
+                                   "format": fmt or s.TTS_DEFAULT_FORMAT})
+    return envelope(job)
+
+
+def get_clip(user: User, audio_id: str) -> AudioClip:
+    clip = db.session.get(AudioClip, audio_id) if len(audio_id) <= 64 else None
+    if clip is None or clip.user_id != user.id:
+        raise APIError(404, "not_found", "no such audio")
+    return clip
