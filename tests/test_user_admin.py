@@ -61,8 +61,16 @@ def test_change_password(client, users):
     assert client.post("/api/auth/login", json={"email": u["email"], "password": "another long one"}).status_code == 200
 
 
-def test_delete_account_erases_the_user_and_their_jobs(app, client, smtp, users):
+def test_delete_account_erases_the_user_and_everything_they_own(app, client, smtp, users):
+    import io
     u = users()
+    h = bearer(u["access_token"])
+    sent = client.post("/api/chat/send", headers=h, json={"message": "remember me"}).get_json()
+    up = client.post("/api/upload/file", headers=h, data={"file": (io.BytesIO(b"My private notes on owls."), "o.txt")},
+                     content_type="multipart/form-data").get_json()
+    from tests.support import wait_for_state
+    wait_for_state(client, sent["job_id"], u["access_token"])
+    wait_for_state(client, up["job_id"], u["access_token"])
     code = request_code(client, smtp, u["email"], "delete_account", nth=2)
     r = client.delete("/api/user/account", headers=bearer(u["access_token"]), json={"code": "000000"})
     assert r.status_code == 400
@@ -71,10 +79,16 @@ def test_delete_account_erases_the_user_and_their_jobs(app, client, smtp, users)
     assert client.get("/api/user/profile", headers=bearer(u["access_token"])).status_code == 401
     assert client.post("/api/auth/login", json={"email": u["email"], "password": u["password"]}).status_code == 401
     from shared.database import db
-    from shared.models import Job, User
+    from shared.models import Chunk, Conversation, File, Job, Message, User
+    from shared.storage import get_storage
     with app.app_context():
         assert db.session.get(User, u["id"]) is None
         assert db.session.query(Job).filter_by(user_id=u["id"]).count() == 0
+        assert db.session.query(Conversation).filter_by(user_id=u["id"]).count() == 0
+        assert db.session.query(Message).filter_by(conversation_id=sent["conversation_id"]).count() == 0
+        assert db.session.query(File).filter_by(user_id=u["id"]).count() == 0
+        assert db.session.query(Chunk).filter_by(user_id=u["id"]).count() == 0
+    assert not get_storage().exists(f"files/{u['id']}/{up['file']['sha256']}")
 
 
 def make_admin(app, users) -> dict:

@@ -15,7 +15,7 @@ from api.services.jobs import enqueue, envelope
 from api.services.passwords import check_policy, hash_password, verify_password
 from shared.database import db, utcnow, write_tx
 from shared.knowledge.builtin import index_changed
-from shared.models import Chunk, Job, Role, User
+from shared.models import AudioClip, Chunk, Job, Role, User
 from shared.redis_client import get_redis
 from shared.settings import get_settings
 from shared.storage import get_storage
@@ -137,7 +137,8 @@ def change_password(user: User, current: str, new: str) -> dict:
 def delete_account(user: User, code: str) -> None:
     """Erase the account and everything it owns (jobs now; more as features arrive)."""
     codes.consume(user.email, "delete_account", code)
-    blobs = files.storage_keys_of(user.id)
+    blobs = files.storage_keys_of(user.id) + list(db.session.execute(
+        select(AudioClip.storage_key).where(AudioClip.user_id == user.id)).scalars())
     with write_tx():  # conversations, messages, files and chunks go with the user (ON DELETE CASCADE)
         db.session.execute(delete(Chunk).where(Chunk.user_id == user.id))
         db.session.execute(delete(Job).where(Job.user_id == user.id))
