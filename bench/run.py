@@ -11,7 +11,7 @@ import sys
 import time
 import traceback
 
-SECTIONS = ["retrieval"]
+SECTIONS = ["pipeline", "retrieval"]
 
 
 def main() -> int:

@@ -85,26 +85,42 @@ class Stack:
         self.procs[role] = proc
         return proc
 
+    def pids(self) -> dict[str, list[int]]:
+        """Each role's process and its children (gunicorn and prefork workers fork)."""
+        out = {}
+        for role, proc in self.procs.items():
+            pids = [proc.pid]
+            try:
+                children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+                pids += [int(c) for c in children]
+            except OSError:
+                pass
+            out[role] = pids
+        return out
+
     def log(self, role: str) -> str:
         path = self.tmp / f"{role}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def start_web(self, workers: int = 1) -> None:
+    def start_web(self, workers: int = 1, app: str = "api:create_app()", health: str = "/api/health") -> None:
         proc = self._spawn("web", ["gunicorn", "--worker-class", "gevent", "--workers", str(workers),
-                                   "--bind", f"127.0.0.1:{self.port}", "api:create_app()"])
+                                   "--worker-connections", "4000", "--backlog", "4096",
+                                   "--bind", f"127.0.0.1:{self.port}", app])
 
         def up():
             try:
-                return requests.get(f"{self.url}/api/health", timeout=1).ok
+                return requests.get(f"{self.url}{health}", timeout=1).ok
             except requests.RequestException:
                 return False
         wait_until(up, timeout=30, what="the stack's web server", proc=proc, log=self.tmp / "web.log")
 
     def start_worker(self, role: str = "worker", queues: str = "default,mail,files,llm,tts", pool: str = "prefork",
-                     concurrency: int = 2) -> subprocess.Popen:
-        proc = self._spawn(role, ["celery", "-A", "worker.celery_app", "worker", "-Q", queues, "-P", pool,
+                     concurrency: int = 2, app: str = "worker.celery_app", wait: bool = True) -> subprocess.Popen:
+        proc = self._spawn(role, ["celery", "-A", app, "worker", "-Q", queues, "-P", pool,
                                   "-c", str(concurrency), "--without-mingle", "--without-gossip",
                                   "-n", f"{role}-{self.port}@%h", "-l", "INFO"])
+        if not wait:
+            return proc
         import redis
 
         from shared import workers

@@ -48,7 +48,6 @@ def make_celery(main: str) -> Celery:
         broker_connection_timeout=s.REDIS_SOCKET_TIMEOUT,
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
         worker_send_task_events=True,
-        task_send_sent_event=True,
         worker_hijack_root_logger=False,
         timezone="UTC",
     )

@@ -8,6 +8,7 @@ the same code runs unchanged.
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +18,7 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase
 
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent / "migrations")
@@ -43,7 +45,8 @@ def include_object(obj, name, type_, reflected, compare_to) -> bool:
     return True
 
 
-db = SQLAlchemy(model_class=Base)
+# Objects stay usable after commit (no reload per attribute): we commit often and briefly.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate(compare_type=True, render_as_batch=True, include_object=include_object)
 
 
@@ -92,7 +95,9 @@ def _sqlite_on_connect(dbapi_conn, _record):  # pragma: no cover - driver specif
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=15000")
+        # Under gevent a busy wait inside SQLite would block every greenlet of the process:
+        # there write_tx waits for the write lock in Python instead, cooperatively.
+        cur.execute(f"PRAGMA busy_timeout={0 if _cooperative() else 15000}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
@@ -102,6 +107,30 @@ def _sqlite_on_begin(conn):  # pragma: no cover - driver specific
     if conn.dialect.name == "sqlite":
         immediate = conn.get_execution_options().get("sqlite_immediate")
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _cooperative() -> bool:
+    from gevent import monkey
+    return monkey.is_module_patched("threading")
+
+
+LOCK_WAIT_SECONDS = 15.0
+
+
+def _begin_immediate(session) -> None:
+    """Take the write lock up front, waiting for it in Python (a cooperative sleep under gevent)."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    delay = 0.0005
+    while True:
+        try:
+            session.connection(execution_options={"sqlite_immediate": True})
+            return
+        except OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+            session.rollback()
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
 
 
 @contextmanager
@@ -114,7 +143,7 @@ def write_tx():
     session = db.session()
     if session.in_transaction():
         session.commit()
-    session.connection(execution_options={"sqlite_immediate": True})
+    _begin_immediate(session)
     try:
         yield session
         session.commit()

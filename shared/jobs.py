@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 from shared.celery_config import make_celery
 from shared.database import db, utcnow, write_tx
 from shared.models import Job
+from shared.models.user import new_id
 from shared.models.job import ACTIVE_STATES
 from shared.settings import get_settings
 
@@ -26,6 +27,7 @@ KIND_TASKS: dict[str, str] = {
     "file": "files.process",
     "tts": "tts.synthesize",
     "speech": "tts.speak_reply",
+    "noop": "default.noop",  # a probe: the job lifecycle with no work (benchmarks, smoke checks)
 }
 
 _celery = None
@@ -59,9 +61,9 @@ def new_job(kind: str, user_id: str | None, payload: dict, request_id: str | Non
         limit = get_settings().MAX_ACTIVE_JOBS_PER_KIND
         if active_jobs(user_id, kind) >= limit:
             raise JobLimitExceeded(kind, limit)
-    job = Job(kind=kind, user_id=user_id, payload=payload, request_id=request_id, dispatched_at=utcnow())
-    db.session.add(job)
-    db.session.flush()
+    job = Job(id=new_id(), kind=kind, user_id=user_id, payload=payload, request_id=request_id,
+              dispatched_at=utcnow())
+    db.session.add(job)  # written at the caller's commit
     return job
 
 

@@ -19,6 +19,7 @@ from api.services.jobs import cancel, urls
 from shared.database import db, utcnow, write_tx
 from shared.jobs import dispatch, new_job
 from shared.models import Conversation, IdempotencyKey, Job, Message, MessageStatus, User
+from shared.models.user import new_id
 from shared.models.job import ACTIVE_STATES
 from shared.settings import get_settings
 from shared.signing import audio_url
@@ -73,26 +74,28 @@ def send(user: User, body: dict, idempotency_key: str | None) -> dict:
     try:
         with write_tx():
             now = utcnow()
-            if conversation_id:
+            new_conversation = not conversation_id
+            conversation_id = conversation_id or new_id()
+            question_id, reply_id = new_id(), new_id()
+            # The job first: its per-user limit is a query, and nothing else is pending yet.
+            job = new_job("chat", user.id, {"conversation_id": conversation_id, "user_message_id": question_id,
+                                            "reply_message_id": reply_id, "options": body.get("options") or {}},
+                          request_id=g.get("request_id"))
+            if new_conversation:
+                db.session.add(Conversation(id=conversation_id, user_id=user.id, title=_title_from(body["message"]),
+                                            created_at=now, updated_at=now))
+            else:
                 db.session.execute(update(Conversation).where(Conversation.id == conversation_id)
                                    .values(updated_at=now))
-            else:
-                conv = Conversation(user_id=user.id, title=_title_from(body["message"]), created_at=now,
-                                    updated_at=now)
-                db.session.add(conv)
-                db.session.flush()
-                conversation_id = conv.id
-            question = Message(conversation_id=conversation_id, role="user", content=body["message"], created_at=now)
-            reply = Message(conversation_id=conversation_id, role="assistant", content="",
-                            status=MessageStatus.streaming.value, created_at=now + timedelta(microseconds=1))
-            db.session.add_all([question, reply])
-            db.session.flush()
-            job = new_job("chat", user.id, {"conversation_id": conversation_id, "user_message_id": question.id,
-                                            "reply_message_id": reply.id, "options": body.get("options") or {}},
-                          request_id=g.get("request_id"))
-            reply.job_id = job.id
-            answer = {"job_id": job.id, "conversation_id": conversation_id, "message_id": question.id,
-                      "reply_message_id": reply.id}
+            db.session.add_all([
+                Message(id=question_id, conversation_id=conversation_id, role="user", content=body["message"],
+                        created_at=now),
+                Message(id=reply_id, conversation_id=conversation_id, role="assistant", content="",
+                        status=MessageStatus.streaming.value, job_id=job.id,
+                        created_at=now + timedelta(microseconds=1)),
+            ])
+            answer = {"job_id": job.id, "conversation_id": conversation_id, "message_id": question_id,
+                      "reply_message_id": reply_id}
             if idempotency_key is not None:
                 db.session.add(IdempotencyKey(user_id=user.id, scope=SCOPE, key=idempotency_key,
                                               request_hash=request_hash, response=answer))

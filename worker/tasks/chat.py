@@ -110,7 +110,7 @@ def chat_reply(ctx: JobContext) -> dict:
         for delta in get_provider().stream(messages, max_tokens=s.LLM_MAX_TOKENS, temperature=s.LLM_TEMPERATURE,
                                            user_id=ctx.user_id or "", session_id=p["conversation_id"]):
             parts.append(delta)
-            ctx.emit("token", {"delta": delta})
+            ctx.emit("token", {"delta": delta, "t": round(time.time(), 4)})
             now = time.monotonic()
             if now - last_check >= CANCEL_CHECK_EVERY:
                 last_check = now

@@ -18,6 +18,7 @@ from shared.models.job import TERMINAL_STATES
 from shared.settings import get_settings
 from worker.app_context import flask_app
 from worker.celery_app import celery
+from worker.tasks.base import JobContext, job_task
 
 log = logging.getLogger(__name__)
 BATCH = 200
@@ -73,3 +74,9 @@ def purge_old_jobs() -> int:
             return n
         finally:
             db.session.remove()
+
+
+@job_task("default.noop", max_retries=0)
+def noop(ctx: JobContext) -> dict:
+    """A job that does nothing: it measures the job lifecycle itself (claim, lease, events, finish)."""
+    return {}
