@@ -2,6 +2,9 @@
 #   make run    runs the whole stack locally from Procfile.dev (Ctrl-C stops it)
 #   make test   runs the full test suite, SQLite then PostgreSQL, as CI does
 # Missing system packages (python3-venv, redis-server, postgresql) are installed with apt-get.
+# The local LLM (llama-cpp-python + the SmolLM2 model) is built and fetched once per machine
+# into $MENTOR_CACHE_DIR (default ~/.cache/mentor-backend) by scripts/ensure-llm: the first
+# run on a machine takes a few minutes more.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -24,13 +27,16 @@ DEFAULT_REDIS_PORT := 6379
 # the environment, else an uncommented REDIS_URL=... in .env; empty means "start one".
 EXTERNAL_REDIS_URL = $${REDIS_URL:-$$(sed -n 's/^[[:space:]]*REDIS_URL=[[:space:]]*//p' .env 2>/dev/null | tail -n 1 || true)}
 
-.PHONY: help venv env redis migrate run test test-fast clean
+.PHONY: help venv llm tts env redis migrate run test test-fast bench clean
 
 help:
 	@echo "make run        run the app locally: the processes of Procfile.dev"
 	@echo "make test       full test suite: SQLite, then PostgreSQL (args: PYTEST_ARGS=...)"
 	@echo "make test-fast  quick check: SQLite, tests not marked slow, stop at the first failure"
 	@echo "make migrate    apply the database migrations"
+	@echo "make llm        install the local LLM: llama-cpp-python (built once per machine) + model"
+	@echo "make tts        install speech: Piper in its own venv + voice, espeak-ng, sox"
+	@echo "make bench      benchmarks against their baselines: bench/results/latest.md (not part of test)"
 	@echo "make clean      remove var/ and caches (keeps .env and .venv)"
 
 # --- virtualenv: reinstalled only when a requirements file is newer than the stamp ---
@@ -46,6 +52,18 @@ $(PY):
 	    . scripts/lib.sh && apt_install python3 python3-venv; \
 	fi
 	python3 -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
+
+# --- local LLM: scripts/ensure-llm keeps its own stamp (.venv/.llm-installed, over
+# requirements.txt, requirements-llm.txt and the wheel) and a per-machine cache of the
+# llama-cpp-python wheel and the model; it takes well under a second when all is there ---
+
+llm: venv
+	@scripts/ensure-llm
+
+# --- speech: Piper (GPL-3.0) in a virtualenv of its own, its voice, espeak-ng and sox ---
+
+tts:
+	@scripts/ensure-tts
 
 # --- .env: created once from .env.example with fresh secrets, never overwritten ---
 
@@ -84,7 +102,7 @@ migrate: venv env
 # $PORT to the first process (+100 for each next one) -- minus redis when REDIS_URL
 # is set. .env is loaded without overriding the environment (as the app's settings
 # do), then the port defaults apply and REDIS_URL defaults to the local redis.
-run: venv env redis migrate
+run: venv llm tts env redis migrate
 	@mkdir -p var/redis var/mail
 	@external_redis="$(EXTERNAL_REDIS_URL)"; \
 	procs=$$(awk -F: -v skip="$${external_redis:+redis}" \
@@ -101,13 +119,19 @@ run: venv env redis migrate
 # --- tests ---
 
 # The tests start their own redis-server, so the binary is needed even with REDIS_URL.
-test: venv
+test: venv llm tts
 	scripts/ensure-redis
 	scripts/run-tests $(PYTEST_ARGS)
 
-test-fast: venv
+test-fast: venv llm tts
 	scripts/ensure-redis
 	env -u DATABASE_URL $(VENV)/bin/pytest -q -m "not slow" -x $(PYTEST_ARGS)
+
+# Starts its own Redis, database and servers on free loopback ports; wrk is the load generator.
+bench: venv llm tts
+	scripts/ensure-redis
+	@command -v wrk >/dev/null || { . scripts/lib.sh && apt_install wrk; }
+	$(VENV)/bin/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

@@ -120,12 +120,13 @@ class Environment:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def write_results(results: Results, started: float) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write_results(results: Results, started: float, out: str | None = None) -> Path:
+    folder = Path(out) if out else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
     meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": round(time.time() - started, 1),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}}
     data = {"meta": meta, "figures": [{**asdict(f), "ratio": f.ratio} for f in results.figures]}
-    (RESULTS / "latest.json").write_text(json.dumps(data, indent=2))
+    (folder / "latest.json").write_text(json.dumps(data, indent=2))
     lines = [f"Benchmarks of {meta['date']} on {meta['machine']['cpus']} CPUs ({meta['seconds']} s)", "",
              "| section | figure | value | baseline | ratio | target | met |", "|---|---|---|---|---|---|---|"]
     for f in results.figures:
@@ -137,5 +138,5 @@ def write_results(results: Results, started: float) -> Path:
     if notes:
         lines += ["", "Notes:", *notes]
     table = "\n".join(lines) + "\n"
-    (RESULTS / "latest.md").write_text(table)
-    return RESULTS / "latest.md"
+    (folder / "latest.md").write_text(table)
+    return folder / "latest.md"

@@ -11,13 +11,14 @@ import sys
 import time
 import traceback
 
-SECTIONS = ["pipeline", "retrieval"]
+SECTIONS = ["pipeline", "streams", "retrieval", "llm"]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller loads: a smoke run, not figures to quote")
     parser.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these sections")
+    parser.add_argument("--out", default=None, help="folder for latest.json and latest.md (default bench/results)")
     args = parser.parse_args()
     from bench.harness import Environment, Results, write_results
     started = time.time()
@@ -34,7 +35,7 @@ def main() -> int:
                 failed.append(name)
     finally:
         env.close()
-    table = write_results(results, started)
+    table = write_results(results, started, args.out)
     print("\n" + table.read_text())
     if failed:
         print(f"sections that failed: {', '.join(failed)}", file=sys.stderr)
