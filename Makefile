@@ -121,6 +121,7 @@ run: venv llm tts env redis migrate
 # The tests start their own redis-server, so the binary is needed even with REDIS_URL.
 test: venv llm tts
 	scripts/ensure-redis
+	@command -v wrk >/dev/null || { . scripts/lib.sh && apt_install wrk; }  # the bench smoke test
 	scripts/run-tests $(PYTEST_ARGS)
 
 test-fast: venv llm tts
