@@ -4,8 +4,8 @@ A task registered with `@job_task(name)` receives a `JobContext` and returns the
 result. The wrapper:
 - claims the job atomically (a queued job, or a running one whose lease expired or whose
   holder on this host is dead), so a job delivered twice runs once at a time;
-- renews the lease every JOB_HEARTBEAT_SECONDS while the handler runs; the beat's sweeper
-  re-dispatches a job whose lease expired (a dead worker);
+- renews the lease every JOB_HEARTBEAT_SECONDS while the handler runs (LeaseKeeper); the
+  beat's sweeper re-dispatches a job whose lease expired (a dead worker);
 - writes the terminal state first, then publishes the terminal event;
 - turns `Transient` into a Celery retry with exponential backoff and full jitter, and
   `JobFailed` (or anything unexpected) into a failed job with {code, message}.
@@ -16,12 +16,13 @@ import logging
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable
 
 from celery.utils.time import get_exponential_backoff_interval
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from shared import events
 from shared.database import db, utcnow, write_tx
@@ -104,59 +105,117 @@ def _holder_is_dead(owner: str | None) -> bool:
     return False
 
 
-def claim(job_id: str) -> Job | None:
+JOBS = Job.__table__  # Core statements: the job lifecycle is the hot path of every task
+
+
+@dataclass
+class Claimed:
+    id: str
+    kind: str
+    user_id: str | None
+    payload: dict[str, Any]
+    attempts: int
+    request_id: str | None
+    lease_owner: str
+
+
+def claim(job_id: str) -> Claimed | None:
     s = get_settings()
-    job = db.session.get(Job, job_id)
-    if job is None or job.is_terminal:
+    c = JOBS.c
+    row = db.session.execute(select(c.kind, c.user_id, c.payload, c.state, c.attempts, c.request_id, c.lease_owner,
+                                    c.lease_expires_at, c.started_at).where(c.id == job_id)).first()
+    if row is None or row.state not in (JobState.queued.value, JobState.running.value):
         return None
     now = utcnow()
-    if job.state == JobState.running.value and job.lease_expires_at and job.lease_expires_at > now \
-            and not _holder_is_dead(job.lease_owner):
+    if row.state == JobState.running.value and row.lease_expires_at and row.lease_expires_at > now \
+            and not _holder_is_dead(row.lease_owner):
         return None  # another live worker holds it
+    owner = _owner()
     with write_tx():
         won = db.session.execute(
-            update(Job).where(Job.id == job_id, Job.state == job.state, Job.attempts == job.attempts)
-            .values(state=JobState.running.value, lease_owner=_owner(),
+            update(JOBS).where(c.id == job_id, c.state == row.state, c.attempts == row.attempts)
+            .values(state=JobState.running.value, lease_owner=owner,
                     lease_expires_at=now + timedelta(seconds=s.JOB_LEASE_SECONDS),
-                    attempts=Job.attempts + 1, started_at=job.started_at or now, updated_at=now)
+                    attempts=row.attempts + 1, started_at=row.started_at or now, updated_at=now)
         ).rowcount
     if not won:
         return None
-    db.session.refresh(job)
-    return job
+    return Claimed(id=job_id, kind=row.kind, user_id=row.user_id, payload=dict(row.payload or {}),
+                   attempts=row.attempts + 1, request_id=row.request_id, lease_owner=owner)
 
 
-def _heartbeat(job_id: str, owner: str, stop: threading.Event, lost: threading.Event) -> None:
-    s = get_settings()
-    app = flask_app()
-    while not stop.wait(s.JOB_HEARTBEAT_SECONDS):
-        try:
-            with app.app_context(), write_tx():
-                n = db.session.execute(
-                    update(Job).where(Job.id == job_id, Job.lease_owner == owner,
-                                      Job.state == JobState.running.value)
-                    .values(lease_expires_at=utcnow() + timedelta(seconds=s.JOB_LEASE_SECONDS))
-                ).rowcount
-            if not n:
-                lost.set()  # cancelled, or taken over: the handler stops at its next check
-                return
-        except Exception:  # noqa: BLE001 - a missed beat is survivable; the lease is longer
-            log.warning("lease renewal for job %s failed", job_id, exc_info=True)
+class LeaseKeeper:
+    """One thread per worker process renews the leases of all the jobs running in it.
+
+    Every JOB_HEARTBEAT_SECONDS one UPDATE extends them all; a job whose row no longer says
+    it runs here (cancelled, or taken over after a stall) gets its `lost` event set, and its
+    handler stops at its next check. One batched write instead of a thread and a write per
+    job keeps a gevent pool of hundreds of replies cheap.
+    """
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, threading.Event] = {}
+        self.lock = threading.Lock()
+        self.pid = None
+
+    def add(self, job_id: str, lost: threading.Event) -> None:
+        with self.lock:
+            if self.pid != os.getpid():  # first use in this (possibly forked) process
+                self.pid, self.jobs = os.getpid(), {}
+                threading.Thread(target=self._loop, name="lease-keeper", daemon=True).start()
+            self.jobs[job_id] = lost
+
+    def remove(self, job_id: str) -> None:
+        with self.lock:
+            self.jobs.pop(job_id, None)
+
+    def _loop(self) -> None:
+        s = get_settings()
+        app = flask_app()
+        c = JOBS.c
+        while True:
+            time.sleep(s.JOB_HEARTBEAT_SECONDS)
+            with self.lock:
+                jobs = dict(self.jobs)
+            if not jobs:
+                continue
+            try:
+                with app.app_context():
+                    try:
+                        with write_tx():
+                            db.session.execute(update(JOBS).where(
+                                c.id.in_(list(jobs)), c.lease_owner == _owner(), c.state == JobState.running.value)
+                                .values(lease_expires_at=utcnow() + timedelta(seconds=s.JOB_LEASE_SECONDS)))
+                        held = set(db.session.execute(select(c.id).where(
+                            c.id.in_(list(jobs)), c.lease_owner == _owner(),
+                            c.state == JobState.running.value)).scalars())
+                    finally:
+                        db.session.remove()
+                for job_id, lost in jobs.items():
+                    if job_id not in held:
+                        lost.set()
+            except Exception:  # noqa: BLE001 - a missed beat is survivable; the lease is longer
+                log.warning("lease renewal failed", exc_info=True)
+
+
+leases = LeaseKeeper()
 
 
 def _finish(job_id: str, owner: str, **values: Any) -> bool:
     now = utcnow()
+    c = JOBS.c
     with write_tx():
         return bool(db.session.execute(
-            update(Job).where(Job.id == job_id, Job.lease_owner == owner, Job.state == JobState.running.value)
+            update(JOBS).where(c.id == job_id, c.lease_owner == owner, c.state == JobState.running.value)
             .values(finished_at=now, updated_at=now, lease_expires_at=None, **values)
         ).rowcount)
 
 
 def _requeue(job_id: str, owner: str, countdown: float) -> None:
+    c = JOBS.c
     with write_tx():
         db.session.execute(
-            update(Job).where(Job.id == job_id, Job.lease_owner == owner, Job.state == JobState.running.value)
+            update(JOBS).where(c.id == job_id, c.lease_owner == owner, c.state == JobState.running.value)
             .values(state=JobState.queued.value, lease_owner=None, lease_expires_at=None,
                     dispatched_at=utcnow() + timedelta(seconds=countdown))
         )
@@ -193,20 +252,17 @@ def _run(task, handler, job_id: str, on_fail) -> None:
     if job.request_id:
         request_id_var.set(job.request_id)
     owner = job.lease_owner
-    ctx = JobContext(job_id=job.id, kind=job.kind, user_id=job.user_id, payload=dict(job.payload or {}),
-                     attempt=job.attempts)
+    ctx = JobContext(job_id=job.id, kind=job.kind, user_id=job.user_id, payload=job.payload, attempt=job.attempts)
     if job.attempts > 1:
         ctx.emit("restarted", {"attempt": job.attempts})
-    stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(job.id, owner, stop, ctx.lease_lost), daemon=True)
-    beat.start()
+    leases.add(job.id, ctx.lease_lost)
     try:
         result = handler(ctx)
     except Cancelled:
         log.info("job %s stopped: cancelled", job_id)
         return
     except Transient as exc:
-        stop.set()
+        leases.remove(job_id)
         if task.request.retries >= task.max_retries:
             _fail(ctx, owner, exc.code, f"gave up after {task.max_retries} retries: {exc}", on_fail)
             return
@@ -223,7 +279,7 @@ def _run(task, handler, job_id: str, on_fail) -> None:
         _fail(ctx, owner, "internal_error", f"{type(exc).__name__}: the job failed unexpectedly", on_fail)
         return
     finally:
-        stop.set()
+        leases.remove(job_id)
     values: dict[str, Any] = {"state": JobState.succeeded.value, "result": result or {}, "progress": 1.0,
                               "error": None}
     if ctx.new_payload is not None:

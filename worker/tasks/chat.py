@@ -58,11 +58,6 @@ def _knowledge(user_id: str | None, question: str, wanted: bool | None) -> tuple
     return context, citations
 
 
-def reply_out(m: Message) -> dict:
-    return {"id": m.id, "conversation_id": m.conversation_id, "role": m.role, "content": m.content,
-            "status": m.status, "citations": m.citations, "created_at": m.created_at.isoformat() + "Z"}
-
-
 def _reply_failed(ctx: JobContext, error: dict) -> None:
     """A reply still marked streaming when its job fails keeps its text and says failed."""
     db.session.execute(update(Message).where(Message.id == ctx.payload["reply_message_id"],
@@ -96,9 +91,10 @@ def chat_reply(ctx: JobContext) -> dict:
         raise JobFailed("conversation_gone", "the conversation was deleted")
     context, citations = _knowledge(ctx.user_id, question.content, (p.get("options") or {}).get("use_knowledge"))
     messages = build_messages(p["conversation_id"], question, context)
-    reply_id = reply.id
+    reply_id, created_at = reply.id, reply.created_at
     db.session.commit()  # end the read transaction before the long generation
-    _save(reply_id, "", MessageStatus.streaming.value, citations=citations)
+    if ctx.attempt > 1 or citations:  # a re-run starts the reply over; citations go on it now
+        _save(reply_id, "", MessageStatus.streaming.value, citations=citations)
     if citations:
         ctx.emit("citations", {"citations": citations})
     if (p.get("options") or {}).get("tts"):
@@ -129,10 +125,11 @@ def chat_reply(ctx: JobContext) -> dict:
     except LLMError as exc:
         _save(reply_id, "".join(parts), MessageStatus.failed.value)
         raise JobFailed("llm_error", str(exc)) from exc
-    _save(reply_id, "".join(parts), MessageStatus.complete.value)
+    content, now = "".join(parts), utcnow()
     with write_tx():
-        db.session.execute(update(Conversation).where(Conversation.id == p["conversation_id"])
-                           .values(updated_at=utcnow()))
-    reply = db.session.get(Message, reply_id)
-    db.session.refresh(reply)
-    return {"message": reply_out(reply)}
+        db.session.execute(update(Message).where(Message.id == reply_id).values(
+            content=content, status=MessageStatus.complete.value, updated_at=now))
+        db.session.execute(update(Conversation).where(Conversation.id == p["conversation_id"]).values(updated_at=now))
+    return {"message": {"id": reply_id, "conversation_id": p["conversation_id"], "role": "assistant",
+                        "content": content, "status": MessageStatus.complete.value, "citations": citations,
+                        "created_at": created_at.isoformat() + "Z"}}
