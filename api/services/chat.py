@@ -15,14 +15,14 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from api.errors import APIError
-from api.services.jobs import cancel, urls
+from api.services.jobs import cancel
 from shared.database import db, utcnow, write_tx
 from shared.jobs import dispatch, new_job
 from shared.models import Conversation, IdempotencyKey, Job, Message, MessageStatus, User
-from shared.models.user import new_id
 from shared.models.job import ACTIVE_STATES
+from shared.models.user import new_id
 from shared.settings import get_settings
-from shared.signing import audio_url
+from shared.signing import audio_url, job_urls
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
 SCOPE = "chat.send"
@@ -49,7 +49,7 @@ def _replay(record: IdempotencyKey, request_hash: str) -> dict:
         raise APIError(422, "idempotency_key_reused",
                        "this Idempotency-Key was already used with a different request body")
     stored = dict(record.response)
-    return {**stored, **urls(stored["job_id"], record.user_id)}
+    return {**stored, **job_urls(stored["job_id"], record.user_id)}
 
 
 def _find_key(user_id: str, key: str) -> IdempotencyKey | None:
@@ -107,7 +107,7 @@ def send(user: User, body: dict, idempotency_key: str | None) -> dict:
             raise
         return _replay(found, request_hash)
     dispatch(job)
-    return {**answer, **urls(job.id, user.id)}
+    return {**answer, **job_urls(job.id, user.id)}
 
 
 def message_out(m: Message, user_id: str) -> dict:

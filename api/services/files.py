@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, or_, select
 from werkzeug.datastructures import FileStorage
 
 from api.errors import APIError
-from api.services.jobs import cancel, urls
+from api.services.jobs import cancel
 from api.services.sniff import CONTENT_TYPES, INDEXED, display_name, sniff
 from shared.database import db, write_tx
 from shared.jobs import dispatch, new_job
@@ -18,6 +18,7 @@ from shared.knowledge.builtin import index_changed
 from shared.models import Chunk, File, FileScope, FileStatus, Job, Role, User
 from shared.models.job import ACTIVE_STATES
 from shared.settings import get_settings
+from shared.signing import job_urls
 from shared.storage import get_storage
 
 
@@ -89,7 +90,7 @@ def upload(user: User, upload: FileStorage | None, scope: str) -> tuple[dict, in
 
 
 def _envelope(f: File, user: User) -> dict:
-    return {"job_id": f.job_id, **urls(f.job_id, user.id)} if f.job_id else {}
+    return {"job_id": f.job_id, **job_urls(f.job_id, user.id)} if f.job_id else {}
 
 
 def list_files(user: User, limit: int, offset: int, status: str | None, scope: str | None) -> dict:

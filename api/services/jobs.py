@@ -19,11 +19,8 @@ def resource(job_id: str) -> str:
     return f"job:{job_id}"
 
 
-urls = job_urls
-
-
 def envelope(job: Job) -> dict:
-    return {"job_id": job.id, **urls(job.id, job.user_id)}
+    return {"job_id": job.id, **job_urls(job.id, job.user_id)}
 
 
 def _fresh(result: dict | None, user_id: str | None) -> dict | None:
@@ -38,7 +35,7 @@ def to_dict(job: Job) -> dict:
         "id": job.id, "kind": job.kind, "state": job.state, "progress": job.progress,
         "result": _fresh(job.result, job.user_id), "error": job.error, "attempts": job.attempts, "request_id": job.request_id,
         "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
-        "updated_at": job.updated_at, **urls(job.id, job.user_id),
+        "updated_at": job.updated_at, **job_urls(job.id, job.user_id),
     }
 
 
