@@ -40,6 +40,8 @@ def include_object(obj, name, type_, reflected, compare_to) -> bool:
     """Autogenerate ignores the full-text search objects that migrations make by hand."""
     if type_ == "table" and name and name.startswith("chunks_fts"):
         return False
+    if type_ == "index" and name == "ix_chunks_tsv":
+        return False
     if type_ == "column" and name == "tsv" and getattr(obj, "table", None) is not None and obj.table.name == "chunks":
         return False
     return True
