@@ -55,7 +55,7 @@ def validation_error_response(exc: ValidationError):
     errors = _clean_errors(exc)
     unknown = [e["field"] for e in errors if e["type"] == "extra_forbidden"]
     if unknown:
-        message = "unknown field(s): " + ", ".join(sorted(f.split(".")[-1] for f in unknown))
+        message = "unknown field(s): " + ", ".join(sorted((f or "").split(".")[-1] or '""' for f in unknown))
     else:
         message = "invalid request: " + "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors[:5])
     return error_response(400, "validation_error", message, errors)
@@ -70,7 +70,11 @@ def check_json_body():
     if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
         return error_response(415, "unsupported_media_type",
                               "send the body as application/json", {"content_type": request.mimetype or None})
-    if request.get_json(silent=True) is None and request.get_data(cache=True).strip():
+    try:
+        parsed = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser goes: not a ValueError, so not silenced
+        return error_response(400, "malformed_json", "the request body is nested too deeply")
+    if parsed is None and request.get_data(cache=True).strip():
         return error_response(400, "malformed_json", "the request body is not valid JSON")
     return None
 

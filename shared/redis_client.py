@@ -15,6 +15,13 @@ _clients: dict[bool, redis.Redis] = {}
 _lock = threading.Lock()
 
 
+# redis-py caps a pool at 100 connections unless told otherwise, and raises MaxConnectionsError
+# beyond: a gevent process (the API's workers with their open event streams, the llm worker's
+# pool of 200) can have more commands in flight at once. Each greenlet holds a connection only
+# while its command runs, so their number already bounds the pool.
+MAX_CONNECTIONS = 10_000
+
+
 def _make(blocking: bool) -> redis.Redis:
     s = get_settings()
     return redis.Redis.from_url(
@@ -23,6 +30,7 @@ def _make(blocking: bool) -> redis.Redis:
         socket_timeout=(s.SSE_KEEPALIVE_SECONDS + 5) if blocking else max(s.REDIS_SOCKET_TIMEOUT, 1.0),
         health_check_interval=30,
         decode_responses=True,
+        max_connections=MAX_CONNECTIONS,
     )
 
 

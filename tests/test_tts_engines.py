@@ -31,8 +31,7 @@ import pytest
 
 from tests.support import free_port
 from worker.providers.tts import base as tts_base
-from worker.providers.tts.audio import (clean_for_speech, concat, duration, from_wav, split_sentences, to_format,
-                                        to_wav)
+from worker.providers.tts.audio import clean_for_speech, concat, duration, from_wav, split_sentences, to_format, to_wav
 from worker.providers.tts.base import Audio, TTSError, TTSUnavailable
 
 SENTENCE = "The derivative of a function tells us how quickly its value changes at every point."  # 15 words

@@ -6,7 +6,7 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from api.extensions.limiter import email_key, limiter
 from api.schemas.auth import LoginBody, RegisterBody, ResetPasswordBody, SendCodeBody, SendCodeResponse, TokenResponse
-from api.schemas.common import ERRORS, MessageResponse
+from api.schemas.common import ERRORS, ErrorResponse, MessageResponse
 from api.schemas.user import UserOut
 from api.security import authenticate
 from api.services import accounts
@@ -27,7 +27,7 @@ def send_code(body: SendCodeBody):
     return accounts.send_code(body.email, body.purpose), 202
 
 
-@bp.post("/register", responses={201: UserOut})
+@bp.post("/register", responses={201: UserOut, 409: ErrorResponse})
 def register(body: RegisterBody):
     """Create a student account with the code mailed for purpose `register`."""
     user = accounts.register(body.email, body.password, body.code, body.username)

@@ -14,7 +14,7 @@ from api.schemas.chat import (
     SendBody,
     SendResponse,
 )
-from api.schemas.common import ERRORS, MessageResponse, PageQuery
+from api.schemas.common import ERRORS, ErrorResponse, MessageResponse, PageQuery
 from api.security import authenticate
 from api.services import chat
 
@@ -22,7 +22,7 @@ bp = APIBlueprint("chat", __name__, url_prefix="/api/chat", abp_tags=[Tag(name="
                   abp_security=[{"bearer": []}], abp_responses=ERRORS)
 
 
-@bp.post("/send", responses={202: SendResponse})
+@bp.post("/send", responses={202: SendResponse, 422: ErrorResponse})
 def send(body: SendBody):
     """Send a message; the reply streams as `token` events on the job's events_url, then `done`.
 

@@ -51,7 +51,8 @@ def get_file(path: FilePath):
 
 
 @bp.get("/files/<file_id>/download", security=[{"bearer": []}, {"signed_url": []}],
-        responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+        responses={200: {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                         "description": "the file's bytes, as its stored content type"},
                    206: {"description": "a byte range"}})
 def download(path: FilePath):
     """The file's bytes, streamed, with Range support (Bearer header or the signed download_url)."""
@@ -64,6 +65,7 @@ def download(path: FilePath):
     if local is not None:
         resp = send_file(local, mimetype=f.content_type, as_attachment=True, download_name=f.name,
                          conditional=True, etag=f.sha256, max_age=0)
+        resp.headers["Content-Type"] = f.content_type  # as stored: Werkzeug would add a second charset
     else:  # a remote store: stream it through
         def body():
             with storage.open(f.storage_key) as src:

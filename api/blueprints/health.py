@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel
 from sqlalchemy import text
 
+from api.schemas.common import ErrorResponse
 from shared import workers
 from shared.celery_config import QUEUES
 from shared.database import db
@@ -13,13 +15,22 @@ from shared.redis_client import get_redis
 bp = APIBlueprint("health", __name__, url_prefix="/api/health", abp_tags=[Tag(name="health")])
 
 
-@bp.get("")
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    status: str
+    checks: dict[str, str]
+
+
+@bp.get("", responses={200: Health})
 def health():
     """Liveness: the process answers."""
     return {"status": "ok"}
 
 
-@bp.get("/ready")
+@bp.get("/ready", responses={200: Ready, 503: ErrorResponse})
 def ready():
     """Readiness: database, Redis, and a live worker consuming each queue; 503 naming what is down."""
     checks: dict[str, str] = {}

@@ -30,7 +30,8 @@ def voices():
 
 
 @bp.get("/audio/<audio_id>", security=[{"bearer": []}, {"signed_url": []}],
-        responses={200: {"content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}},
+        responses={200: {"content": {t: {"schema": {"type": "string", "format": "binary"}}
+                                     for t in ("audio/wav", "audio/ogg", "audio/mpeg")}},
                    206: {"description": "a byte range"}})
 def audio(path: AudioPath):
     """An audio clip, to its owner only (Bearer header or the signed audio_url), with Range support."""

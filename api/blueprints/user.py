@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask_openapi3 import APIBlueprint, Tag
 
 from api.schemas.auth import TokenResponse
-from api.schemas.common import ERRORS, MessageResponse
+from api.schemas.common import ERRORS, ErrorResponse, MessageResponse
 from api.schemas.user import ChangePasswordBody, DeleteAccountBody, ProfileUpdate, UserOut
 from api.security import authenticate
 from api.services import accounts
@@ -23,7 +23,7 @@ def get_profile():
     return _out(authenticate())
 
 
-@bp.put("/profile", responses={200: UserOut})
+@bp.put("/profile", responses={200: UserOut, 409: ErrorResponse})
 def put_profile(body: ProfileUpdate):
     """Change username, full_name, bio or phone; any other field is refused by name."""
     user = authenticate()

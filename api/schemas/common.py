@@ -4,12 +4,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Strict(BaseModel):
-    """Request bodies refuse fields they do not know (mass assignment)."""
+    """Request bodies refuse fields they do not know (mass assignment), and NUL characters in
+    strings (PostgreSQL text cannot hold them: they would fail at the database as a 500)."""
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain a NUL character")
+        return value
 
 
 class ErrorDetail(BaseModel):
@@ -55,4 +63,5 @@ class PageQuery(Strict):
     offset: int = Field(0, ge=0, le=1_000_000)
 
 
-ERRORS = {400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse}
+ERRORS = {400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 429: ErrorResponse,
+          503: ErrorResponse}

@@ -45,7 +45,7 @@ class UploadResponse(BaseModel):
 
 class FileQuery(Strict):
     limit: int = Field(20, ge=1, le=100)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=1_000_000)
     status: Status | None = None
     scope: Scope | None = None
 

@@ -47,7 +47,7 @@ class UserPath(BaseModel):
 
 class AdminUserQuery(Strict):
     limit: int = Field(20, ge=1, le=100)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=1_000_000)
     role: Literal["student", "tutor", "admin"] | None = None
     status: Literal["active", "disabled"] | None = None
     q: str | None = Field(None, max_length=254, description="substring of email or username")
