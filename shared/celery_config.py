@@ -43,6 +43,7 @@ def make_celery(main: str) -> Celery:
             "visibility_timeout": s.BROKER_VISIBILITY_TIMEOUT,
             "socket_connect_timeout": s.REDIS_SOCKET_TIMEOUT,
             "socket_timeout": 5,
+            "max_connections": 1000,  # kombu's default of 10 starves a gevent pool of 200 (failed acks)
         },
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=s.REDIS_SOCKET_TIMEOUT,

@@ -350,3 +350,12 @@ def test_flower_wants_its_credentials(flower):
         assert requests.get(flower + path, auth=("admin", "longpassword123"), timeout=10).status_code == 401
     assert requests.get(flower + "/", auth=("user", "longpassword123"), timeout=10).status_code == 200
     assert requests.get(flower + "/api/workers", auth=("user", "longpassword123"), timeout=10).status_code == 200
+
+
+def test_huge_paging_offsets_are_400_not_500(client, users):
+    """An offset past any integer the database takes (SQLite: 64 bits) is refused as invalid input."""
+    u = users()
+    huge = "9" * 30
+    answers = {path: client.get(path, headers=bearer(u["access_token"]), query_string={"offset": huge}).status_code
+               for path in ("/api/jobs", "/api/files", "/api/chat/conversations", "/api/admin/users")}
+    assert all(status == 400 for status in answers.values()), answers

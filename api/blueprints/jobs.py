@@ -29,7 +29,7 @@ class JobPath(BaseModel):
 
 class JobListQuery(Strict):
     limit: int = Field(20, ge=1, le=100)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=1_000_000)
     kind: str | None = Field(None, max_length=32)
     state: str | None = Field(None, max_length=16)
 
