@@ -251,3 +251,11 @@ def grep_logs(stack, pattern: str, since: dict[str, int] | None = None) -> dict[
 
 
 POOL_TROUBLE = r"MaxConnectionsError|Couldn't ack|Connection to broker lost"
+
+
+def start_default_layout(stack) -> None:
+    """The Procfile's processes: a prefork worker, the llm worker on a gevent pool, beat, 2 web workers."""
+    stack.start_worker(queues="default,mail,files,tts", pool="prefork", concurrency=2)
+    stack.start_worker(role="llm", queues="llm", pool="gevent", concurrency=200)
+    stack.start_beat()
+    stack.start_web(workers=2)

@@ -28,6 +28,7 @@ from tests.fire import (
     explain_unsettled,
     grep_logs,
     log_marks,
+    start_default_layout,
     wait_jobs_settled,
 )
 from tests.support import bearer, parse_sse
@@ -46,10 +47,7 @@ def layout(make_stack, tmp_path_factory):
     stack = make_stack("contention", DATABASE_URL=database.url, LLM_PROVIDER="echo", LLM_ECHO_RATE="50",
                        LLM_ECHO_TOKENS=str(ECHO_TOKENS), SSE_KEEPALIVE_SECONDS="2", **SWEEPER_ENV,
                        **UNTHROTTLED_ENV)
-    stack.start_worker(queues="default,mail,files,tts", pool="prefork", concurrency=2)
-    stack.start_worker(role="llm", queues="llm", pool="gevent", concurrency=200)
-    stack.start_beat()
-    stack.start_web(workers=2)
+    start_default_layout(stack)
     yield stack, database
     stack.close()
     database.close()

@@ -28,6 +28,7 @@ from tests.fire import (
     children,
     explain_unsettled,
     rss_kb,
+    start_default_layout,
     wait_jobs_settled,
 )
 from tests.support import new_email
@@ -57,10 +58,7 @@ def soak_stack(make_stack, tmp_path_factory):
     database = IsolatedDatabase(tmp_path_factory.mktemp("soak-db"))
     stack = make_stack("soak", DATABASE_URL=database.url, LLM_PROVIDER="echo", LLM_ECHO_RATE="50",
                        LLM_ECHO_TOKENS=str(ECHO_TOKENS), **SWEEPER_ENV, **UNTHROTTLED_ENV)
-    stack.start_worker(queues="default,mail,files,tts", pool="prefork", concurrency=2)
-    stack.start_worker(role="llm", queues="llm", pool="gevent", concurrency=200)
-    stack.start_beat()
-    stack.start_web(workers=2)
+    start_default_layout(stack)
     yield stack, database
     stack.close()
     database.close()
