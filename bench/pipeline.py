@@ -167,7 +167,8 @@ def _our_throughput(env: Environment, n: int) -> float:
     from shared.models import Job
     stack = env.stack("throughput")
     owner, _ = env.user()
-    ids = [f"{i:032x}" for i in range(int(time.time() * 1000) << 20, (int(time.time() * 1000) << 20) + n)]
+    first = int(time.time() * 1000) << 20
+    ids = [f"{i:032x}" for i in range(first, first + n)]
     with env.app.app_context():
         with write_tx():
             db.session.execute(insert(Job), [{"id": i, "user_id": owner, "kind": "noop", "state": "queued",

@@ -35,6 +35,23 @@ def publish(r: redis.Redis, job_id: str, event: str, data: dict[str, Any] | None
     return entry_id
 
 
+def publish_token(r: redis.Redis, job_id: str, data: dict[str, Any], refresh_ttl: bool) -> bool:
+    """Append a `token` event and tell whether the job was cancelled, in one round trip.
+
+    Tokens are the bulk of all events: the stream's TTL is refreshed only when asked (the
+    caller does it now and then), and the cancel flag comes back with the same reply.
+    """
+    s = get_settings()
+    key = stream_key(job_id)
+    pipe = r.pipeline(transaction=False)
+    pipe.xadd(key, {"e": "token", "d": json.dumps(data, separators=(",", ":"))},
+              maxlen=s.JOB_EVENTS_MAXLEN, approximate=True)
+    if refresh_ttl:
+        pipe.expire(key, s.JOB_EVENTS_TTL)
+    pipe.exists(cancel_key(job_id))
+    return bool(pipe.execute()[-1])
+
+
 def read(r: redis.Redis, job_id: str, after: str, block_ms: int | None) -> list[tuple[str, str, dict]]:
     """Entries after `after` ("0" for all), waiting up to block_ms for the first one (None: no wait)."""
     reply = r.xread({stream_key(job_id): after}, count=500, block=block_ms)
@@ -48,3 +65,14 @@ def read(r: redis.Redis, job_id: str, after: str, block_ms: int | None) -> list[
 def history(r: redis.Redis, job_id: str) -> Iterator[tuple[str, str, dict]]:
     for entry_id, fields in r.xrange(stream_key(job_id)):
         yield entry_id, fields.get("e", "message"), json.loads(fields.get("d") or "{}")
+
+
+def streamed_text(r: redis.Redis, job_id: str) -> str:
+    """The text a streaming job has sent so far: its token deltas since its last (re)start."""
+    parts: list[str] = []
+    for _entry_id, name, data in history(r, job_id):
+        if name == "restarted":
+            parts = []
+        elif name == "token":
+            parts.append(data.get("delta", ""))
+    return "".join(parts)

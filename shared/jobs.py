@@ -14,8 +14,8 @@ from sqlalchemy import func, select, update
 from shared.celery_config import make_celery
 from shared.database import db, utcnow, write_tx
 from shared.models import Job
-from shared.models.user import new_id
 from shared.models.job import ACTIVE_STATES
+from shared.models.user import new_id
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)

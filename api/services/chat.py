@@ -16,11 +16,13 @@ from sqlalchemy.exc import IntegrityError
 
 from api.errors import APIError
 from api.services.jobs import cancel
+from shared import events
 from shared.database import db, utcnow, write_tx
 from shared.jobs import dispatch, new_job
 from shared.models import Conversation, IdempotencyKey, Job, Message, MessageStatus, User
 from shared.models.job import ACTIVE_STATES
 from shared.models.user import new_id
+from shared.redis_client import get_redis
 from shared.settings import get_settings
 from shared.signing import audio_url, job_urls
 
@@ -111,8 +113,11 @@ def send(user: User, body: dict, idempotency_key: str | None) -> dict:
 
 
 def message_out(m: Message, user_id: str) -> dict:
-    return {"id": m.id, "role": m.role, "content": m.content, "status": m.status,
-            "streaming": m.status == MessageStatus.streaming.value, "job_id": m.job_id,
+    streaming = m.status == MessageStatus.streaming.value
+    # A reply still generating is written at its end; until then its text is in its job's stream.
+    content = events.streamed_text(get_redis(), m.job_id) if streaming and m.job_id else m.content
+    return {"id": m.id, "role": m.role, "content": content, "status": m.status,
+            "streaming": streaming, "job_id": m.job_id,
             "citations": m.citations, "created_at": m.created_at,
             "audio_url": audio_url(user_id, m.meta["audio_id"]) if (m.meta or {}).get("audio_id") else None}
 

@@ -65,6 +65,10 @@ def cancel(job: Job) -> Job:
     if job.state not in ACTIVE_STATES:
         raise APIError(409, "not_cancellable", f"the job is already {job.state}")
     now = utcnow()
+    r = get_redis()
+    # A reply's text is written when it ends: keep what it streamed so far (the worker, if
+    # alive, writes its own full text when it sees the cancel).
+    partial = events.streamed_text(r, job.id) if job.kind == "chat" else ""
     with write_tx():
         changed = db.session.execute(
             update(Job).where(Job.id == job.id, Job.state.in_(ACTIVE_STATES))
@@ -74,11 +78,10 @@ def cancel(job: Job) -> Job:
         # A reply still marked streaming keeps its text and says it was cancelled.
         db.session.execute(update(Message).where(Message.job_id == job.id,
                                                  Message.status == MessageStatus.streaming.value)
-                           .values(status=MessageStatus.cancelled.value))
+                           .values(status=MessageStatus.cancelled.value, content=partial))
     if not changed:
         db.session.refresh(job)
         raise APIError(409, "not_cancellable", f"the job is already {job.state}")
-    r = get_redis()
     r.set(events.cancel_key(job.id), "1", ex=get_settings().JOB_EVENTS_TTL)
     events.publish(r, job.id, "cancelled", {"state": "cancelled"})
     db.session.refresh(job)

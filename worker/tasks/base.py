@@ -35,6 +35,7 @@ from worker.celery_app import celery
 
 log = logging.getLogger(__name__)
 HOST = socket.gethostname()
+TOKEN_TTL_REFRESH = 5.0  # seconds between TTL refreshes of a stream while tokens flow
 
 
 class JobFailed(Exception):
@@ -66,8 +67,21 @@ class JobContext:
     lease_lost: threading.Event = field(default_factory=threading.Event)
     new_payload: dict[str, Any] | None = None
 
+    ttl_refreshed_at: float = 0.0
+
     def emit(self, event: str, data: dict[str, Any] | None = None) -> str:
+        self.ttl_refreshed_at = time.monotonic()
         return events.publish(get_redis(), self.job_id, event, data)
+
+    def token(self, delta: str) -> None:
+        """Stream one token; raises Cancelled when the job was cancelled (checked in the same round trip)."""
+        now = time.monotonic()
+        refresh = now - self.ttl_refreshed_at > TOKEN_TTL_REFRESH
+        if refresh:
+            self.ttl_refreshed_at = now
+        if events.publish_token(get_redis(), self.job_id, {"delta": delta, "t": round(time.time(), 4)}, refresh) \
+                or self.lease_lost.is_set():
+            raise Cancelled()
 
     def progress(self, fraction: float, **data: Any) -> None:
         fraction = max(0.0, min(1.0, fraction))
@@ -231,12 +245,18 @@ def job_task(name: str, max_retries: int = 5, on_fail: Callable[[JobContext, dic
     def decorator(handler: Callable[[JobContext], dict[str, Any] | None]):
         @celery.task(name=name, bind=True, max_retries=max_retries, **options)
         def run(self, job_id: str) -> None:
-            job_id_var.set(job_id)
-            with flask_app().app_context():
-                try:
-                    _run(self, handler, job_id, on_fail)
-                finally:
-                    db.session.remove()
+            # The job's ids are in every log line of its run, and in none after it: a pool
+            # process (or a gevent greenlet's context) goes on to run other tasks, the sweeper's too.
+            job_token, request_token = job_id_var.set(job_id), request_id_var.set("-")
+            try:
+                with flask_app().app_context():
+                    try:
+                        _run(self, handler, job_id, on_fail)
+                    finally:
+                        db.session.remove()
+            finally:
+                job_id_var.reset(job_token)
+                request_id_var.reset(request_token)
 
         run.handler = handler
         return run

@@ -1,14 +1,14 @@
 """The llm queue: generate a chat reply, streaming each token as an event.
 
-The partial text is saved every half second, so the history shows a reply while it
-streams. A re-run (after a crash) starts the reply over; its stream says `restarted`
-first. Connection failures before the first token are retried; after it, the reply keeps
+The reply is written to the database when it ends (complete, cancelled or failed); while
+it streams, its text lives in the job's event stream in Redis, where the history reads it:
+no database write per token. A re-run (after a crash) starts the reply over; its stream
+says `restarted` first. Connection failures before the first token are retried; after it, the reply keeps
 what was generated and the job fails.
 """
 from __future__ import annotations
 
 import logging
-import time
 
 from sqlalchemy import func, or_, select, update
 
@@ -23,8 +23,6 @@ from worker.providers.llm import LLMError, LLMUnavailable, get_provider
 from worker.tasks.base import Cancelled, JobContext, JobFailed, Transient, job_task
 
 log = logging.getLogger(__name__)
-FLUSH_EVERY = 0.5  # seconds between saves of the partial reply
-CANCEL_CHECK_EVERY = 0.1
 
 
 def _save(message_id: str, content: str, status: str, **extra) -> None:
@@ -101,19 +99,11 @@ def chat_reply(ctx: JobContext) -> dict:
         _start_speech(ctx, reply_id)
 
     parts: list[str] = []
-    last_flush = last_check = time.monotonic()
     try:
         for delta in get_provider().stream(messages, max_tokens=s.LLM_MAX_TOKENS, temperature=s.LLM_TEMPERATURE,
                                            user_id=ctx.user_id or "", session_id=p["conversation_id"]):
             parts.append(delta)
-            ctx.emit("token", {"delta": delta, "t": round(time.time(), 4)})
-            now = time.monotonic()
-            if now - last_check >= CANCEL_CHECK_EVERY:
-                last_check = now
-                ctx.check_cancelled()
-            if now - last_flush >= FLUSH_EVERY:
-                last_flush = now
-                _save(reply_id, "".join(parts), MessageStatus.streaming.value)
+            ctx.token(delta)  # raises Cancelled once the job is cancelled (checked with each token)
     except Cancelled:
         _save(reply_id, "".join(parts), MessageStatus.cancelled.value)
         raise
