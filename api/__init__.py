@@ -14,7 +14,7 @@ from api.blueprints import admin, auth, chat, files, health, jobs, knowledge, sp
 from api.errors import register_error_handlers, validation_error_response
 from api.extensions import cors, json_provider, limiter, request_id
 from api.extensions import jwt as jwt_ext
-from api.schemas.common import ErrorResponse
+from api.schemas.common import ErrorResponse, IdConverter
 from shared.database import init_db
 from shared.logs import configure_logging
 from shared.settings import get_settings
@@ -66,6 +66,7 @@ def create_app(test_config: dict | None = None) -> OpenAPI:
     limiter.init_app(app)
     register_error_handlers(app)
 
+    app.url_map.converters["id"] = IdConverter  # before the routes that use it
     for module in (auth, user, admin, jobs, chat, files, knowledge, speech, health):
         app.register_api(module.bp)
 

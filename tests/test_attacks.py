@@ -320,7 +320,7 @@ def test_foreign_origins_get_no_cors_grant_on_real_requests(client, users):
 def flower(redis_server, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("flower") / "flower.log"
-    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker.celery_app", "flower", f"--port={port}",
+    proc = subprocess.Popen([sys.executable, "-m", "worker.flower", f"--port={port}",  # as the Procfiles start it
                              "--address=127.0.0.1", "--basic-auth=user:longpassword123"],
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=str(log.parent),
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT)
@@ -346,6 +346,8 @@ def test_flower_wants_its_credentials(flower):
     for path in ("/", "/tasks", "/workers", "/api/workers", "/api/tasks"):
         r = requests.get(flower + path, timeout=10)
         assert r.status_code == 401, (path, r.status_code)
+        # A browser asks for the credentials only when the 401 says how (Flower's --basic-auth does).
+        assert r.headers.get("WWW-Authenticate", "").startswith("Basic"), (path, dict(r.headers))
         assert requests.get(flower + path, auth=("user", "wrong password"), timeout=10).status_code == 401
         assert requests.get(flower + path, auth=("admin", "longpassword123"), timeout=10).status_code == 401
     assert requests.get(flower + "/", auth=("user", "longpassword123"), timeout=10).status_code == 200
@@ -359,3 +361,23 @@ def test_huge_paging_offsets_are_400_not_500(client, users):
     answers = {path: client.get(path, headers=bearer(u["access_token"]), query_string={"offset": huge}).status_code
                for path in ("/api/jobs", "/api/files", "/api/chat/conversations", "/api/admin/users")}
     assert all(status == 400 for status in answers.values()), answers
+
+
+def test_ids_with_nul_or_over_long_are_404_on_every_route_that_takes_one(client, users):
+    """A NUL in a path id would reach PostgreSQL as a driver error (500): every route taking an id
+    answers 404 in the error shape for a NUL, a bare NUL, an over-long value, and an unknown id."""
+    u = users()
+    spec = client.get("/api/openapi.json").get_json()
+    routes = [(m.upper(), p) for p, ops in spec["paths"].items() for m in ops if "{" in p]
+    assert len(routes) >= 10, routes
+    answers = {}
+    for method, path in routes:
+        body = ({"status": "active"} if "/users/" in path else {"title": "x"}) if method == "PATCH" else None
+        for bad in ("abc%00def", "%00", "0" * 65, "f" * 32):
+            url = path.split("{", 1)[0] + bad + path.split("}", 1)[1]
+            r = client.open(url, method=method, headers=bearer(u["access_token"]), json=body)
+            answers[f"{method} {url}"] = (r.status_code, (r.get_json(silent=True) or {}).get("error", {}).get("code"))
+    # The admin route refuses a student before looking the (well-formed, unknown) id up.
+    wrong = {k: v for k, v in answers.items()
+             if v != (404, "not_found") and not (v == (403, "forbidden") and k.endswith("f" * 32))}
+    assert not wrong, wrong

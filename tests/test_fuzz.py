@@ -14,6 +14,10 @@ test_auth cover them.
 """
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -33,7 +37,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 SSE_OPERATION = "GET /api/jobs/{job_id}/events"
 EXCLUDED_PATHS = "^/api/(user/account|auth/logout)$"
 EXAMPLES = 25
-STATEFUL_EXAMPLES = 60
+STATEFUL_EXAMPLES = 100
 HYPOTHESIS = dict(deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck),
                   phases=[Phase.explicit, Phase.generate])
 
@@ -77,3 +81,20 @@ def test_every_operation_answers_within_its_schema(api_schema, fuzz_user):
             ran[f"{operation.label} ({mode.value})"] = len(calls)
     print(f"\n{sum(ran.values())} generated requests over {len(ran)} operation/mode pairs")
     assert not failures, "\n\n".join(f"{k}:\n{v}" for k, v in failures.items())
+
+
+def test_chained_operations_answer_within_their_schemas(live_server, fuzz_user, tmp_path):
+    """The schemathesis CLI's stateful phase against the API under gunicorn: sequences of calls
+    linked by the schema (what one answers, the next takes), as a signed-in user."""
+    cli = Path(sys.executable).with_name("schemathesis")
+    cmd = [str(cli), "run", f"{live_server}/api/openapi.json", "--phases", "stateful",
+           "--exclude-path-regex", EXCLUDED_PATHS,
+           "--header", f"Authorization: Bearer {fuzz_user['access_token']}",
+           "--checks", ",".join(c.__name__ for c in CHECKS),
+           "--max-examples", str(STATEFUL_EXAMPLES), "--seed", "20261126",
+           "--request-timeout", "20", "--workers", "1",
+           "--no-color", "--suppress-health-check", "all", "--warnings", "off"]
+    run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=420)
+    out = run.stdout + run.stderr
+    print("\n" + out[-3000:])
+    assert run.returncode == 0, out[-12000:]

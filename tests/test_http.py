@@ -1,6 +1,7 @@
 """What every route shares: the error shape, request ids, CORS, OpenAPI, health, Redis outages."""
 from __future__ import annotations
 
+import re
 import time
 
 import redis
@@ -63,7 +64,7 @@ def test_openapi_documents_every_route(app, client):
                 or rule.rule in {"/api/", "/api/openapi.json", "/api/docs", "/api/oauth2-redirect.html"} \
                 or "static" in rule.rule:
             continue
-        path = rule.rule.replace("<", "{").replace(">", "}")
+        path = re.sub(r"<(?:[^<:>]+:)?([^<>]+)>", r"{\1}", rule.rule)  # <id:job_id> -> {job_id}
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert (path, method) in documented, (path, method)
     login = spec["paths"]["/api/auth/login"]["post"]

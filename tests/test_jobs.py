@@ -191,3 +191,71 @@ def test_live_stream_over_a_real_server(app, live_server, users, client):
     assert not t.is_alive(), "the stream did not end after the terminal event"
     events = parse_sse("".join(received))
     assert events[-1]["event"] == "done"
+
+
+def test_the_broker_lookup_sees_waiting_and_unacked_messages_and_not_a_lost_one(app):
+    """What the sweeper asks before sending a queued job again: is its message still in the broker?
+    Real kombu messages in a queue of this test's own, one taken (unacked) by a consumer."""
+    from shared import broker, jobs
+    from shared.redis_client import get_redis
+    queue = f"scratch-{uuid.uuid4().hex[:8]}"
+    ids = [uuid.uuid4().hex for _ in range(3)]
+    celery = jobs.celery_client()
+    for task_id in ids:
+        celery.send_task("mail.send", args=[task_id], task_id=task_id, queue=queue, headers={"request_id": "r"})
+    r = get_redis()
+    try:
+        assert broker.find_messages(r, [queue], ids + ["other"]) == set(ids)
+        with celery.connection_for_write() as conn:
+            channel = conn.default_channel
+            held = channel.basic_get(queue, no_ack=False)  # a consumer holds the oldest, unacked
+            assert held is not None and held.headers["id"] == ids[0]
+            assert broker.find_messages(r, [queue], ids) == set(ids)
+            r.rpop(queue)  # popped by a consumer that died before recording it: lost
+            assert broker.find_messages(r, [queue], ids) == {ids[0], ids[2]}
+            channel.basic_ack(held.delivery_tag)
+            assert broker.find_messages(r, [queue], ids) == {ids[2]}
+    finally:
+        r.delete(queue)
+
+
+def test_a_jobs_log_context_ends_with_it(app):
+    """A job's ids are in its log lines and in none after it: the next task of the same pool process
+    (the sweeper's) logs without them."""
+    import logging
+
+    from shared import jobs
+    from shared.database import write_tx
+    from shared.logs import ContextFilter, job_id_var, request_id_var
+    from worker.tasks.maintenance import noop, sweep_jobs
+
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append((record.getMessage(), record.job_id, record.request_id))
+    handler = Keep(logging.INFO)
+    handler.addFilter(ContextFilter())
+    base_log = logging.getLogger("worker.tasks.base")
+    level, propagate = base_log.level, base_log.propagate
+    base_log.addHandler(handler)
+    base_log.setLevel(logging.INFO)
+    base_log.propagate = False
+    try:
+        with app.app_context():
+            with write_tx():
+                job = jobs.new_job("noop", None, {}, request_id="req-of-the-job")
+            job_id = job.id
+        noop.apply(args=[job_id])
+    finally:
+        base_log.removeHandler(handler)
+        base_log.setLevel(level)
+        base_log.propagate = propagate
+    assert (f"job {job_id} (noop) succeeded on attempt 1", job_id, "req-of-the-job") in seen, seen
+    assert (job_id_var.get(), request_id_var.get()) == ("-", "-")
+
+    # A task after one that left its ids behind (as a crash could) starts without them.
+    job_id_var.set("stale-job")
+    request_id_var.set("stale-request")
+    sweep_jobs.apply()
+    assert (job_id_var.get(), request_id_var.get()) == ("-", "-")

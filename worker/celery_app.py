@@ -14,7 +14,7 @@ from celery import signals
 
 from shared import speech, workers
 from shared.celery_config import make_celery
-from shared.logs import configure_logging
+from shared.logs import configure_logging, job_id_var, request_id_var
 from shared.redis_client import get_redis, reset_redis
 from shared.settings import get_settings
 from worker.app_context import flask_app
@@ -39,6 +39,14 @@ def _logging(**_):
     # The sweeper runs every few seconds: keep its receipts out of the log (Flower shows every task).
     for name in ("celery.app.trace", "celery.worker.strategy", "celery.beat"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+@signals.task_prerun.connect
+def _fresh_log_context(**_):
+    """Every task starts with no request or job id in its log lines (job tasks then set theirs):
+    a pool process runs one task after another, and the beat's tasks carry no job."""
+    request_id_var.set("-")
+    job_id_var.set("-")
 
 
 @signals.worker_process_init.connect

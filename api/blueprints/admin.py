@@ -21,7 +21,7 @@ def list_users(query: AdminUserQuery):
             "total": total, "limit": query.limit, "offset": query.offset}
 
 
-@bp.patch("/users/<user_id>", responses={200: UserOut})
+@bp.patch("/users/<id:user_id>", responses={200: UserOut})
 @roles_required("admin")
 def patch_user(path: UserPath, body: AdminUserPatch):
     """Change a user's role or status; disabling ends the user's tokens at once."""

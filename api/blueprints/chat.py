@@ -48,14 +48,14 @@ def conversations(query: PageQuery):
     return {**page, "items": [ConversationOut.model_validate(c, from_attributes=True) for c in page["items"]]}
 
 
-@bp.patch("/conversations/<conversation_id>", responses={200: ConversationOut})
+@bp.patch("/conversations/<id:conversation_id>", responses={200: ConversationOut})
 def rename(path: ConversationPath, body: ConversationPatch):
     """Rename a conversation."""
     user = authenticate()
     return ConversationOut.model_validate(chat.rename(user, path.conversation_id, body.title), from_attributes=True)
 
 
-@bp.delete("/conversations/<conversation_id>", responses={200: MessageResponse})
+@bp.delete("/conversations/<id:conversation_id>", responses={200: MessageResponse})
 def delete(path: ConversationPath):
     """Delete a conversation and its messages; replies still generating are cancelled."""
     user = authenticate()

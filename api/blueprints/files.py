@@ -42,7 +42,7 @@ def list_files(query: FileQuery):
     return files.list_files(user, query.limit, query.offset, query.status, query.scope)
 
 
-@bp.get("/files/<file_id>", responses={200: FileOut})
+@bp.get("/files/<id:file_id>", responses={200: FileOut})
 def get_file(path: FilePath):
     """One file's record, with a signed download_url."""
     user = authenticate()
@@ -50,7 +50,7 @@ def get_file(path: FilePath):
     return {**files.file_out(f), "download_url": signed_url(f"/api/files/{f.id}/download", user.id, f"file:{f.id}")}
 
 
-@bp.get("/files/<file_id>/download", security=[{"bearer": []}, {"signed_url": []}],
+@bp.get("/files/<id:file_id>/download", security=[{"bearer": []}, {"signed_url": []}],
         responses={200: {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
                          "description": "the file's bytes, as its stored content type"},
                    206: {"description": "a byte range"}})
@@ -78,7 +78,7 @@ def download(path: FilePath):
     return resp
 
 
-@bp.delete("/files/<file_id>", responses={200: MessageResponse})
+@bp.delete("/files/<id:file_id>", responses={200: MessageResponse})
 def delete_file(path: FilePath):
     """Delete a file: its blob, its chunks and its vectors."""
     user = authenticate()

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from api.errors import APIError
-from api.schemas.common import ERRORS, JobOut, Strict
+from api.schemas.common import ERRORS, ErrorResponse, JobOut, PathId, Strict
 from api.security import authenticate
 from api.services import jobs as job_service
 from api.services import sse
@@ -22,9 +22,25 @@ bp = APIBlueprint("jobs", __name__, url_prefix="/api/jobs", abp_tags=[Tag(name="
 
 _EVENT_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 
+# One event of the stream (Open API 3.1 without `itemSchema`: a text/event-stream `schema`
+# describes each event, as an object of its fields). The stream opens with `retry: 2000` and
+# carries `: keep-alive` comments, which are not events.
+SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": _EVENT_ID.pattern,
+               "description": "the Redis stream entry id; send it back as Last-Event-ID to resume"},
+        "event": {"type": "string", "description": "progress, token, restarted, speech, audio and other "
+                                                   "kind-specific events, then one of done, error or cancelled"},
+        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": {"type": "object"}},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+    "required": ["event", "data"],
+}
+
 
 class JobPath(BaseModel):
-    job_id: str
+    job_id: PathId
 
 
 class JobListQuery(Strict):
@@ -67,21 +83,22 @@ def list_jobs(query: JobListQuery):
             "limit": query.limit, "offset": query.offset}
 
 
-@bp.get("/<job_id>", responses={200: JobOut})
+@bp.get("/<id:job_id>", responses={200: JobOut})
 def get_job(path: JobPath):
     """The job record: state, progress, result or error. Bearer header or the signed status_url."""
     user = authenticate(job_service.resource(path.job_id))
     return job_service.to_dict(job_service.get_owned(path.job_id, user))
 
 
-@bp.delete("/<job_id>", responses={200: JobOut})
+@bp.delete("/<id:job_id>", responses={200: JobOut, 409: ErrorResponse})
 def cancel_job(path: JobPath):
-    """Cancel a queued or running job."""
+    """Cancel a queued or running job (409 when it has already ended)."""
     user = authenticate()
     return job_service.to_dict(job_service.cancel(job_service.get_owned(path.job_id, user)))
 
 
-@bp.get("/<job_id>/events", responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}})
+@bp.get("/<id:job_id>/events", responses={200: {"description": "a stream of Server-Sent Events",
+                                                  "content": {"text/event-stream": {"schema": SSE_EVENT}}}})
 def job_events(path: JobPath):
     """Server-Sent Events: progress and kind-specific events, then one of done, error or cancelled.
 

@@ -29,7 +29,7 @@ def voices():
     return speech.voices()
 
 
-@bp.get("/audio/<audio_id>", security=[{"bearer": []}, {"signed_url": []}],
+@bp.get("/audio/<id:audio_id>", security=[{"bearer": []}, {"signed_url": []}],
         responses={200: {"content": {t: {"schema": {"type": "string", "format": "binary"}}
                                      for t in ("audio/wav", "audio/ogg", "audio/mpeg")}},
                    206: {"description": "a byte range"}})

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from api.schemas.common import JobEnvelope, Strict
+from api.schemas.common import JobEnvelope, PathId, Strict
 from shared.settings import get_settings
 
 
@@ -77,7 +77,7 @@ class ConversationPage(BaseModel):
 
 
 class ConversationPath(BaseModel):
-    conversation_id: str
+    conversation_id: PathId
 
 
 class ConversationPatch(Strict):

@@ -2,9 +2,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from werkzeug.routing import BaseConverter
+
+# Ids in paths (new_id(): 32 hex digits). Routes declare them as `<id:name>`, so anything else
+# (a NUL, which PostgreSQL text cannot hold, a slash, an over-long value) matches no route and
+# is a 404 before any view or query runs; the path models document the same shape.
+ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+PathId = Annotated[str, Field(min_length=1, max_length=64, pattern=rf"^{ID_PATTERN}$")]
+
+
+class IdConverter(BaseConverter):
+    """The `id` URL converter: only what an id can look like (see ID_PATTERN)."""
+    regex = ID_PATTERN
 
 
 class Strict(BaseModel):

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from flask_openapi3 import FileStorage
 from pydantic import BaseModel, Field
 
-from api.schemas.common import Strict
+from api.schemas.common import PathId, Strict
 
 Scope = Literal["personal", "public"]
 Status = Literal["processing", "ready", "stored", "failed"]
@@ -58,7 +58,7 @@ class FilePage(BaseModel):
 
 
 class FilePath(BaseModel):
-    file_id: str
+    file_id: PathId
 
 
 class SearchBody(Strict):

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from api.schemas.common import JobEnvelope, Strict
+from api.schemas.common import JobEnvelope, PathId, Strict
 
 
 class TTSBody(Strict):
@@ -31,4 +31,4 @@ class VoicesResponse(BaseModel):
 
 
 class AudioPath(BaseModel):
-    audio_id: str
+    audio_id: PathId

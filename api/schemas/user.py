@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from api.schemas.common import Strict
+from api.schemas.common import PathId, Strict
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 
@@ -42,7 +42,7 @@ class DeleteAccountBody(Strict):
 
 
 class UserPath(BaseModel):
-    user_id: str
+    user_id: PathId
 
 
 class AdminUserQuery(Strict):

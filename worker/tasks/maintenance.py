@@ -1,7 +1,13 @@
 """Beat tasks on the default queue: the job sweeper and retention.
 
-The sweeper re-dispatches (a) running jobs whose lease expired, i.e. whose worker died,
-and (b) queued jobs that never reached Redis or sat unclaimed past REDISPATCH_QUEUED_AFTER.
+The sweeper re-dispatches
+(a) running jobs whose lease expired, i.e. whose worker died;
+(b) queued jobs that never reached Redis (`dispatched_at` empty);
+(c) queued jobs sent more than REQUEUE_LOST_AFTER ago whose message is gone: neither waiting
+    in its queue's list nor held in kombu's `unacked` hash (shared.broker), i.e. lost with a
+    consumer killed between BRPOP and kombu recording it. Messages reserved by prefetch, or
+    waiting for a retry's ETA, sit in `unacked` and are left alone;
+(d) as a last resort, any queued job sent more than REDISPATCH_QUEUED_AFTER ago.
 Each re-dispatch is a conditional update first, so two sweepers never send one job twice.
 """
 from __future__ import annotations
@@ -11,10 +17,11 @@ from datetime import timedelta
 
 from sqlalchemy import delete, or_, select, update
 
-from shared import jobs
+from shared import broker, jobs
 from shared.database import db, utcnow, write_tx
 from shared.models import Job, JobState
 from shared.models.job import TERMINAL_STATES
+from shared.redis_client import get_redis
 from shared.settings import get_settings
 from worker.app_context import flask_app
 from worker.celery_app import celery
@@ -22,6 +29,7 @@ from worker.tasks.base import JobContext, job_task
 
 log = logging.getLogger(__name__)
 BATCH = 200
+LOST_BATCH = 1000  # queued jobs looked up in the broker per sweep
 
 
 @celery.task(name="default.sweep_jobs", ignore_result=True)
@@ -45,21 +53,59 @@ def sweep_jobs() -> int:
                     cond.append(Job.lease_expires_at < now)
                 else:
                     cond.append(Job.dispatched_at.is_(None) | (Job.dispatched_at < stale))
-                with write_tx():
-                    won = db.session.execute(update(Job).where(*cond).values(
-                        state=JobState.queued.value, lease_owner=None, lease_expires_at=None,
-                        dispatched_at=utcnow())).rowcount
-                if not won:
-                    continue
-                try:
-                    jobs.send(job_id, kind, request_id)
-                    sent += 1
-                    log.warning("re-dispatched job %s (%s, was %s)", job_id, kind, state)
-                except Exception:  # noqa: BLE001 - broker down: next sweep tries again
-                    with write_tx():
-                        db.session.execute(update(Job).where(Job.id == job_id).values(dispatched_at=None))
+                sent += _redispatch(job_id, kind, state, request_id, cond)
+            sent += _resend_lost(s, now, stale)
         finally:
             db.session.remove()
+    return sent
+
+
+def _redispatch(job_id: str, kind: str, state: str, request_id: str | None, cond: list) -> int:
+    """Mark the job queued and dispatched now, if `cond` still holds (one sweeper wins), then send it."""
+    with write_tx():
+        won = db.session.execute(update(Job).where(*cond).values(
+            state=JobState.queued.value, lease_owner=None, lease_expires_at=None,
+            dispatched_at=utcnow())).rowcount
+    if not won:
+        return 0
+    try:
+        jobs.send(job_id, kind, request_id)
+        log.warning("re-dispatched job %s (%s, was %s)", job_id, kind, state)
+        return 1
+    except Exception:  # noqa: BLE001 - broker down: next sweep tries again
+        with write_tx():
+            db.session.execute(update(Job).where(Job.id == job_id).values(dispatched_at=None))
+        return 0
+
+
+def _resend_lost(s, now, stale) -> int:
+    """Send again the queued jobs sent more than REQUEUE_LOST_AFTER ago whose message is gone.
+
+    Looked up oldest first; the broker is read only when there are such jobs (a backlog, or a
+    lost message), in one atomic script over the kinds' queue lists and `unacked`.
+    """
+    lost_cutoff = now - timedelta(seconds=s.REQUEUE_LOST_AFTER)
+    rows = db.session.execute(
+        select(Job.id, Job.kind, Job.request_id).where(
+            Job.state == JobState.queued.value, Job.dispatched_at < lost_cutoff, Job.dispatched_at >= stale)
+        .order_by(Job.dispatched_at).limit(LOST_BATCH)
+    ).all()
+    db.session.commit()  # hold no read transaction while looking in the broker
+    tasks = {job_id: jobs.KIND_TASKS[kind] for job_id, kind, _ in rows if kind in jobs.KIND_TASKS}
+    if not tasks:
+        return 0
+    try:
+        missing = broker.missing_messages(get_redis(), tasks)
+    except Exception:  # noqa: BLE001 - broker down: nothing can be sent now; next sweep looks again
+        log.warning("could not look for lost messages", exc_info=True)
+        return 0
+    sent = 0
+    for job_id, kind, request_id in rows:
+        if job_id in missing:
+            # Still queued and not sent again since (by another sweeper, or a retry's requeue).
+            cond = [Job.id == job_id, Job.state == JobState.queued.value, Job.dispatched_at < lost_cutoff]
+            if _redispatch(job_id, kind, "queued, its message lost", request_id, cond):
+                sent += 1
     return sent
 
 
