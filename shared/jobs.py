@@ -2,18 +2,18 @@
 
 The record is written first, in the caller's transaction, and sent to Celery only after
 that transaction commits. A send that fails leaves `dispatched_at` empty, and the beat's
-sweeper sends it again; so does a crash between commit and send (after
-REDISPATCH_QUEUED_AFTER). Tasks receive the job id, never objects.
+sweeper sends it again; so does a crash between commit and send, and a message lost with
+its consumer (after REQUEUE_LOST_AFTER, when the broker holds it nowhere). Tasks receive the job id, never objects.
 """
 from __future__ import annotations
 
 import logging
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from shared.celery_config import make_celery
 from shared.database import db, utcnow, write_tx
-from shared.models import Job
+from shared.models import Job, JobState
 from shared.models.job import ACTIVE_STATES
 from shared.models.user import new_id
 from shared.settings import get_settings
@@ -47,24 +47,29 @@ def celery_client():
     return _celery
 
 
+# Built once: the enqueue path runs it on every request.
+_ACTIVE_JOBS = select(func.count()).select_from(Job).where(
+    Job.user_id == bindparam("user_id"), Job.kind == bindparam("kind"), Job.state.in_(ACTIVE_STATES))
+
+
 def active_jobs(user_id: str, kind: str) -> int:
-    stmt = select(func.count()).select_from(Job).where(
-        Job.user_id == user_id, Job.kind == kind, Job.state.in_(ACTIVE_STATES))
-    return db.session.execute(stmt).scalar_one()
+    return db.session.execute(_ACTIVE_JOBS, {"user_id": user_id, "kind": kind}).scalar_one()
 
 
 def new_job(kind: str, user_id: str | None, payload: dict, request_id: str | None = None) -> Job:
-    """Add a queued job to the current session (call inside `write_tx`); enforces the per-user limit."""
+    """Insert a queued job in the current transaction (call inside `write_tx`); enforces the per-user limit."""
     if kind not in KIND_TASKS:
         raise ValueError(f"unknown job kind {kind!r}")
     if user_id is not None:
         limit = get_settings().MAX_ACTIVE_JOBS_PER_KIND
         if active_jobs(user_id, kind) >= limit:
             raise JobLimitExceeded(kind, limit)
-    job = Job(id=new_id(), kind=kind, user_id=user_id, payload=payload, request_id=request_id,
-              dispatched_at=utcnow())
-    db.session.add(job)  # written at the caller's commit
-    return job
+    now = utcnow()
+    values = {"id": new_id(), "kind": kind, "user_id": user_id, "payload": payload, "request_id": request_id,
+              "state": JobState.queued.value, "progress": 0.0, "attempts": 0, "dispatched_at": now,
+              "created_at": now, "updated_at": now}
+    db.session.execute(insert(Job), [values])  # a Core insert: no unit-of-work flush on the hot path
+    return Job(**values)  # a detached copy for the caller (ids, kind, dispatch)
 
 
 def send(job_id: str, kind: str, request_id: str | None = None) -> None:

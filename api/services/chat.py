@@ -11,7 +11,7 @@ import re
 from datetime import timedelta
 
 from flask import g
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from api.errors import APIError
@@ -83,24 +83,27 @@ def send(user: User, body: dict, idempotency_key: str | None) -> dict:
             job = new_job("chat", user.id, {"conversation_id": conversation_id, "user_message_id": question_id,
                                             "reply_message_id": reply_id, "options": body.get("options") or {}},
                           request_id=g.get("request_id"))
+            # Core inserts: this is the hot path, and a unit-of-work flush costs more than the writes.
             if new_conversation:
-                db.session.add(Conversation(id=conversation_id, user_id=user.id, title=_title_from(body["message"]),
-                                            created_at=now, updated_at=now))
+                db.session.execute(insert(Conversation), [{"id": conversation_id, "user_id": user.id,
+                                                           "title": _title_from(body["message"]),
+                                                           "created_at": now, "updated_at": now}])
             else:
                 db.session.execute(update(Conversation).where(Conversation.id == conversation_id)
                                    .values(updated_at=now))
-            db.session.add_all([
-                Message(id=question_id, conversation_id=conversation_id, role="user", content=body["message"],
-                        created_at=now),
-                Message(id=reply_id, conversation_id=conversation_id, role="assistant", content="",
-                        status=MessageStatus.streaming.value, job_id=job.id,
-                        created_at=now + timedelta(microseconds=1)),
+            db.session.execute(insert(Message), [
+                {"id": question_id, "conversation_id": conversation_id, "role": "user", "content": body["message"],
+                 "status": MessageStatus.complete.value, "job_id": None, "created_at": now, "updated_at": now},
+                {"id": reply_id, "conversation_id": conversation_id, "role": "assistant", "content": "",
+                 "status": MessageStatus.streaming.value, "job_id": job.id,
+                 "created_at": now + timedelta(microseconds=1), "updated_at": now},
             ])
             answer = {"job_id": job.id, "conversation_id": conversation_id, "message_id": question_id,
                       "reply_message_id": reply_id}
             if idempotency_key is not None:
-                db.session.add(IdempotencyKey(user_id=user.id, scope=SCOPE, key=idempotency_key,
-                                              request_hash=request_hash, response=answer))
+                db.session.execute(insert(IdempotencyKey), [{
+                    "id": new_id(), "user_id": user.id, "scope": SCOPE, "key": idempotency_key,
+                    "request_hash": request_hash, "response": answer, "created_at": now}])
     except IntegrityError:
         # The same key raced in from another request: answer as that one did.
         db.session.rollback()
