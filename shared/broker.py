@@ -58,11 +58,22 @@ def queue_keys(queue: str) -> list[str]:
     return [queue if p == 0 else f"{queue}{SEP}{p}" for p in PRIORITY_STEPS]
 
 
+# Above this many messages to read, the look would hold Redis too long (it is one script):
+# the jobs count as present, and the REDISPATCH_QUEUED_AFTER fallback covers a lost one.
+MAX_SCAN = 20_000
+
+
 def find_messages(redis_client, queues: list[str], task_ids: list[str]) -> set[str]:
     """Those of `task_ids` whose message waits in one of `queues` or is held unacked by any consumer."""
     if not task_ids:
         return set()
     keys = [k for q in queues for k in queue_keys(q)] + [UNACKED_KEY]
+    pipe = redis_client.pipeline(transaction=False)
+    for k in keys[:-1]:
+        pipe.llen(k)
+    pipe.hlen(UNACKED_KEY)
+    if sum(pipe.execute()) > MAX_SCAN:
+        return set(task_ids)
     found = redis_client.eval(_FIND, len(keys), *keys, *task_ids)
     return {f.decode() if isinstance(f, bytes) else f for f in found}
 

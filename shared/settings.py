@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     REDISPATCH_QUEUED_AFTER: int = 300  # a queued job not picked up after this is sent again
     # A queued job older than this whose message is neither waiting in its queue nor held by a
     # consumer (lost with a consumer killed as it took it) is sent again by the sweeper.
-    REQUEUE_LOST_AFTER: float = Field(10.0, gt=0)
+    REQUEUE_LOST_AFTER: float = Field(5.0, gt=0)  # with the sweep interval: resent within ~9 s
     JOB_EVENTS_TTL: int = 86400  # seconds a job's event stream is kept after its last event
     JOB_EVENTS_MAXLEN: int = 5000
     JOB_RETENTION_DAYS: int = 30

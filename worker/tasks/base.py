@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Any, Callable
 
 from celery.utils.time import get_exponential_backoff_interval
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from shared import events
 from shared.database import db, utcnow, write_tx
@@ -134,15 +134,35 @@ class Claimed:
 
 
 def claim(job_id: str) -> Claimed | None:
+    """Take the job: a queued one in one UPDATE ... RETURNING; a running one only if its holder is gone."""
+    s = get_settings()
+    c = JOBS.c
+    now, owner = utcnow(), _owner()
+    with write_tx():
+        taken = db.session.execute(
+            update(JOBS).where(c.id == job_id, c.state == JobState.queued.value)
+            .values(state=JobState.running.value, lease_owner=owner,
+                    lease_expires_at=now + timedelta(seconds=s.JOB_LEASE_SECONDS), attempts=c.attempts + 1,
+                    started_at=func.coalesce(c.started_at, now), updated_at=now)
+            .returning(c.kind, c.user_id, c.payload, c.attempts, c.request_id)
+        ).first()
+    if taken is not None:
+        return Claimed(id=job_id, kind=taken.kind, user_id=taken.user_id, payload=dict(taken.payload or {}),
+                       attempts=taken.attempts, request_id=taken.request_id, lease_owner=owner)
+    return _take_over(job_id)
+
+
+def _take_over(job_id: str) -> Claimed | None:
+    """A running job whose lease expired or whose holder (a process on this host) is gone."""
     s = get_settings()
     c = JOBS.c
     row = db.session.execute(select(c.kind, c.user_id, c.payload, c.state, c.attempts, c.request_id, c.lease_owner,
                                     c.lease_expires_at, c.started_at).where(c.id == job_id)).first()
-    if row is None or row.state not in (JobState.queued.value, JobState.running.value):
-        return None
+    db.session.commit()  # end the read before taking the write lock
+    if row is None or row.state != JobState.running.value:
+        return None  # finished, cancelled, unknown, or queued again by the sweeper meanwhile (its message follows)
     now = utcnow()
-    if row.state == JobState.running.value and row.lease_expires_at and row.lease_expires_at > now \
-            and not _holder_is_dead(row.lease_owner):
+    if row.lease_expires_at and row.lease_expires_at > now and not _holder_is_dead(row.lease_owner):
         return None  # another live worker holds it
     owner = _owner()
     with write_tx():
