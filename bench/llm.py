@@ -5,7 +5,6 @@ last one, per second (time to first token is reported beside it).
 """
 from __future__ import annotations
 
-import json
 import time
 
 import requests

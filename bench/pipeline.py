@@ -111,8 +111,11 @@ def run(env: Environment, results: Results, quick: bool = False) -> None:
     # 7. Memory so far.
     pids = stack.pids()
     results.add(Figure(SECTION, "peak RSS, API process", peak_rss_mb(pids.get("web", [])), "MB",
+                       baseline=peak_rss_mb(bare.pids().get("web", [])), baseline_name="bare Flask, same load",
                        note=f"gunicorn master and {WEB_WORKERS} gevent workers; the largest"))
-    results.add(Figure(SECTION, "peak RSS, llm worker process", peak_rss_mb(pids.get("llm", [])), "MB"))
+    results.add(Figure(SECTION, "peak RSS, llm worker process", peak_rss_mb(pids.get("llm", [])), "MB",
+                       baseline=raw["rss"], baseline_name="raw Celery solo worker",
+                       note="after the round trips; solo pool for both"))
     stack.close()
     bare.close()
 
@@ -153,10 +156,11 @@ def _raw_roundtrip(env: Environment, n: int) -> dict:
             t = time.perf_counter()
             raw_celery.noop.delay().get(timeout=30)
             samples.append(time.perf_counter() - t)
+        rss = peak_rss_mb(raw.pids().get("raw", []))
     finally:
         os.environ["REDIS_URL"] = env.redis_url
         raw.close()
-    return summary_ms(samples[5:])
+    return {**summary_ms(samples[5:]), "rss": rss}
 
 
 def _our_throughput(env: Environment, n: int) -> float:
