@@ -46,7 +46,9 @@ def layout(make_stack, tmp_path_factory):
     database = IsolatedDatabase(tmp_path_factory.mktemp("contention-db"))
     stack = make_stack("contention", DATABASE_URL=database.url, LLM_PROVIDER="echo", LLM_ECHO_RATE="50",
                        LLM_ECHO_TOKENS=str(ECHO_TOKENS), SSE_KEEPALIVE_SECONDS="2", **SWEEPER_ENV,
-                       **UNTHROTTLED_ENV)
+                       **UNTHROTTLED_ENV,
+                       # The open-streams test holds jobs that were never sent: not "lost" while it runs.
+                       REQUEUE_LOST_AFTER="600")
     start_default_layout(stack)
     yield stack, database
     stack.close()
@@ -197,19 +199,22 @@ STREAMS = 250
 def test_hundreds_of_event_streams_stay_open(layout):
     """250 clients follow jobs that have not ended (2 gevent web workers, so one of them holds
     at least 125): each stream keeps getting keep-alives while it waits, then ends with the
-    job's terminal event when the job is cancelled. Each open stream waits in XREAD BLOCK on a
-    Redis connection of its own."""
+    job's terminal event when the job is cancelled. The open streams of a web process share its
+    one reader (api/services/sse.py StreamHub)."""
     stack, database = layout
     user = database.user()
+    from sqlalchemy import update
+
     from shared import jobs
     from shared.database import db, write_tx
+    from shared.models import Job
     with database.app.app_context():
-        with write_tx():  # queued and marked dispatched: no worker takes them, no sweeper for 300 s
+        with write_tx():  # queued and marked dispatched, never sent: no worker takes them (see the layout's env)
+            # Made without an owner (this process's per-user limit of active jobs is 20), then given one.
             made = [jobs.new_job("mail", None, {"to": "nobody@example.com", "template": "no_account",
                                                 "context": {}}) for _ in range(STREAMS)]
-            for job in made:
-                job.user_id = user["id"]
-        job_ids = [job.id for job in made]
+            job_ids = [job.id for job in made]
+            db.session.execute(update(Job).where(Job.id.in_(job_ids)).values(user_id=user["id"]))
         db.session.remove()
     received: dict[str, list[str]] = {j: [] for j in job_ids}
     ended: dict[str, float] = {}

@@ -3,10 +3,9 @@
 The sweeper re-dispatches
 (a) running jobs whose lease expired, i.e. whose worker died;
 (b) queued jobs that never reached Redis (`dispatched_at` empty);
-(c) queued jobs sent more than REQUEUE_LOST_AFTER ago whose message is gone: neither waiting
-    in its queue's list nor held in kombu's `unacked` hash (shared.broker), i.e. lost with a
-    consumer killed between BRPOP and kombu recording it. Messages reserved by prefetch, or
-    waiting for a retry's ETA, sit in `unacked` and are left alone;
+(c) queued jobs sent more than REQUEUE_LOST_AFTER ago whose message no longer waits in its
+    queue: taken by a consumer that died before claiming the job (shared.broker says why that
+    is the only way it happens); a retry waiting for its ETA is not asked about before then;
 (d) as a last resort, any queued job sent more than REDISPATCH_QUEUED_AFTER ago.
 Each re-dispatch is a conditional update first, so two sweepers never send one job twice.
 """
@@ -79,10 +78,10 @@ def _redispatch(job_id: str, kind: str, state: str, request_id: str | None, cond
 
 
 def _resend_lost(s, now, stale) -> int:
-    """Send again the queued jobs sent more than REQUEUE_LOST_AFTER ago whose message is gone.
+    """Send again the queued jobs sent more than REQUEUE_LOST_AFTER ago that no consumer will run.
 
     Looked up oldest first; the broker is read only when there are such jobs (a backlog, or a
-    lost message), in one atomic script over the kinds' queue lists and `unacked`.
+    lost message), in one atomic script over the kinds' queue lists.
     """
     lost_cutoff = now - timedelta(seconds=s.REQUEUE_LOST_AFTER)
     rows = db.session.execute(
@@ -95,7 +94,7 @@ def _resend_lost(s, now, stale) -> int:
     if not tasks:
         return 0
     try:
-        missing = broker.missing_messages(get_redis(), tasks)
+        missing = broker.taken_messages(get_redis(), tasks)
     except Exception:  # noqa: BLE001 - broker down: nothing can be sent now; next sweep looks again
         log.warning("could not look for lost messages", exc_info=True)
         return 0
