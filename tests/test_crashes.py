@@ -196,6 +196,15 @@ def check_every_job_once(stack, database, client: Client, load: Load, smtp) -> d
             "resent_while_queued_started_after_s": resent}
 
 
+def resumes_after(client, load, kills: list[dict]) -> list[tuple[str, float, str]]:
+    """(kind, seconds from the kill to the job going on, how) for each killed job."""
+    out = []
+    for k in kills:
+        seconds, how = resume_seconds(client, load.urls[k["job_id"]], k["at"])
+        out.append((k["kind"], round(seconds, 2), how))
+    return out
+
+
 @pytest.mark.slow
 def test_killing_pool_children_loses_nothing_and_resumes_at_once(crash, smtp):
     stack, database = crash
@@ -220,9 +229,7 @@ def test_killing_pool_children_loses_nothing_and_resumes_at_once(crash, smtp):
     assert not client.server_errors()
     summary = check_every_job_once(stack, database, client, load, smtp)
 
-    resumes = [(k["kind"], *(lambda s, how: (round(s, 2), how))(*resume_seconds(client, load.urls[k["job_id"]],
-                                                                               k["at"])))
-               for k in kills]
+    resumes = resumes_after(client, load, kills)
     print(f"\npool-child kills: {len(kills)}; resume after each kill (kind, s, by): {resumes}; {summary}")
     assert all(s <= RESUME_WITHIN for _, s, _ in resumes), resumes
     assert any(how == "restarted" for _, _, how in resumes), "no kill hit a job mid-run"
@@ -260,9 +267,7 @@ def test_killing_whole_workers_loses_nothing_and_the_sweeper_resumes_within_15s(
     assert not client.server_errors()
     summary = check_every_job_once(stack, database, client, load, smtp)
 
-    resumes = [(k["kind"], *(lambda s, how: (round(s, 2), how))(*resume_seconds(client, load.urls[k["job_id"]],
-                                                                               k["at"])))
-               for k in kills]
+    resumes = resumes_after(client, load, kills)
     print(f"\nwhole-worker kills: {WORKER_KILLS}, running jobs they hit: {len(kills)}; restarted worker serving "
           f"after (s): {boots}; resume after the kill (kind, s, by): {resumes}; {summary}")
     assert all(s <= RESUME_WITHIN for _, s, _ in resumes), resumes
