@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable
 
+import redis
 from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy import func, select, update
 
@@ -36,6 +37,7 @@ from worker.celery_app import celery
 log = logging.getLogger(__name__)
 HOST = socket.gethostname()
 TOKEN_TTL_REFRESH = 5.0  # seconds between TTL refreshes of a stream while tokens flow
+REDIS_OUTAGE_WAIT = 60.0  # seconds a streaming reply waits for Redis before it is retried later
 
 
 class JobFailed(Exception):
@@ -74,13 +76,28 @@ class JobContext:
         return events.publish(get_redis(), self.job_id, event, data)
 
     def token(self, delta: str) -> None:
-        """Stream one token; raises Cancelled when the job was cancelled (checked in the same round trip)."""
+        """Stream one token; raises Cancelled when the job was cancelled (checked in the same round trip).
+
+        If Redis is unreachable, the reply waits for it (up to REDIS_OUTAGE_WAIT seconds; a
+        Redis restart takes a few) instead of failing: its clients reconnect with Last-Event-ID.
+        Past that, the job is retried later, like any transient failure.
+        """
         now = time.monotonic()
         refresh = now - self.ttl_refreshed_at > TOKEN_TTL_REFRESH
         if refresh:
             self.ttl_refreshed_at = now
-        if events.publish_token(get_redis(), self.job_id, {"delta": delta, "t": round(time.time(), 4)}, refresh) \
-                or self.lease_lost.is_set():
+        data = {"delta": delta, "t": round(time.time(), 4)}
+        give_up = now + REDIS_OUTAGE_WAIT
+        while True:
+            try:
+                cancelled = events.publish_token(get_redis(), self.job_id, data, refresh)
+                break
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if time.monotonic() > give_up:
+                    raise Transient(f"Redis unreachable while streaming: {exc}", code="redis_unavailable") from exc
+                log.warning("job %s: Redis unreachable while streaming; waiting for it", self.job_id)
+                time.sleep(0.5)
+        if cancelled or self.lease_lost.is_set():
             raise Cancelled()
 
     def progress(self, fraction: float, **data: Any) -> None:
