@@ -52,19 +52,19 @@ def publish_token(r: redis.Redis, job_id: str, data: dict[str, Any], refresh_ttl
     return bool(pipe.execute()[-1])
 
 
+def decode(entries) -> list[tuple[str, str, dict]]:
+    """Stream entries as Redis returns them -> (entry id, event name, data)."""
+    return [(entry_id, fields.get("e", "message"), json.loads(fields.get("d") or "{}")) for entry_id, fields in entries]
+
+
 def read(r: redis.Redis, job_id: str, after: str, block_ms: int | None) -> list[tuple[str, str, dict]]:
     """Entries after `after` ("0" for all), waiting up to block_ms for the first one (None: no wait)."""
     reply = r.xread({stream_key(job_id): after}, count=500, block=block_ms)
-    out = []
-    for _key, entries in reply or []:
-        for entry_id, fields in entries:
-            out.append((entry_id, fields.get("e", "message"), json.loads(fields.get("d") or "{}")))
-    return out
+    return [entry for _key, entries in reply or [] for entry in decode(entries)]
 
 
 def history(r: redis.Redis, job_id: str) -> Iterator[tuple[str, str, dict]]:
-    for entry_id, fields in r.xrange(stream_key(job_id)):
-        yield entry_id, fields.get("e", "message"), json.loads(fields.get("d") or "{}")
+    yield from decode(r.xrange(stream_key(job_id)))
 
 
 def streamed_text(r: redis.Redis, job_id: str) -> str:

@@ -114,7 +114,7 @@ class StreamHub:
                 if key == self.wake_key:
                     wake_after = last
                     continue
-                batch = [(entry_id, f.get("e", "message"), json.loads(f.get("d") or "{}")) for entry_id, f in entries]
+                batch = events.decode(entries)
                 with self._lock:
                     # A joiner may have moved the position back meanwhile: then it stays back.
                     if self._positions.get(key) == wanted[key]:
