@@ -5,7 +5,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, String, Text
+from sqlalchemy import DateTime, Index, Integer, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.database import db, utcnow
@@ -32,7 +32,7 @@ class User(db.Model):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     email: Mapped[str] = mapped_column(String(254), unique=True, index=True)
     password_hash: Mapped[str] = mapped_column(String(255))
-    username: Mapped[str | None] = mapped_column(String(40), unique=True, index=True)
+    username: Mapped[str | None] = mapped_column(String(40))
     full_name: Mapped[str | None] = mapped_column(String(120))
     bio: Mapped[str | None] = mapped_column(Text)
     phone: Mapped[str | None] = mapped_column(String(32))
@@ -47,3 +47,7 @@ class User(db.Model):
     @property
     def is_active(self) -> bool:
         return self.status == UserStatus.active.value
+
+
+# Usernames are unique whatever their case: `Ada` and `ada` are one name.
+Index("ux_users_username_lower", func.lower(User.username), unique=True)
