@@ -53,3 +53,31 @@ def test_upgrade_downgrade_upgrade(redis_server, empty_database_url):
             assert compare_metadata(MigrationContext.configure(conn, opts={"include_object": include_object}),
                                     db.metadata) == []
         db.engine.dispose()
+
+
+def test_usernames_that_collide_by_case_are_renamed_before_the_unique_index(redis_server, empty_database_url):
+    """0005 keeps the oldest `Ada`, renames the later `ada` and `ADA`, then refuses a new `aDa`."""
+    import sqlalchemy as sa
+    from flask_migrate import upgrade
+
+    from api import create_app
+    from shared.database import db
+    app = create_app({"DATABASE_URL": empty_database_url})
+    with app.app_context():
+        upgrade(revision="0004")
+        ids = [uuid.uuid4().hex for _ in range(4)]
+        insert = text("INSERT INTO users (id, email, password_hash, username, role, status, token_version, "
+                      "created_at, updated_at) VALUES (:id, :email, 'x', :name, 'student', 'active', 0, :at, :at)")
+        with db.engine.begin() as conn:
+            for n, name in enumerate(["Ada", "ada", "ADA", "bob"]):
+                conn.execute(insert, {"id": ids[n], "email": f"u{n}@example.com", "name": name,
+                                      "at": f"2026-01-0{n + 1} 00:00:00"})
+        upgrade()
+        with db.engine.begin() as conn:
+            names = dict(conn.execute(text("SELECT id, username FROM users")).all())
+        assert names[ids[0]] == "Ada" and names[ids[3]] == "bob"
+        assert names[ids[1]] == f"ada_{ids[1][:16]}" and names[ids[2]] == f"ADA_{ids[2][:16]}"
+        with pytest.raises(sa.exc.IntegrityError), db.engine.begin() as conn:
+            conn.execute(insert, {"id": "9" * 32, "email": "new@example.com", "name": "aDa",
+                                  "at": "2026-02-01 00:00:00"})
+        db.engine.dispose()

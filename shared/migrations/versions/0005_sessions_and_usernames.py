@@ -1,7 +1,7 @@
 """Jobs record the sign-in session that created them; usernames are unique whatever their case.
 
 Before the case-insensitive unique index is made, usernames that collide when lower-cased
-are renamed (all but the oldest account of each group get `_` and a piece of their id) and
+are renamed (all but the oldest account of each group get `_` and 16 characters of their id) and
 each rename is logged.
 
 Revision ID: 0005
@@ -33,7 +33,7 @@ def _rename_collisions(conn) -> None:
         if key not in seen:
             seen.add(key)  # the oldest account keeps its name
             continue
-        new = f"{username[:31]}_{user_id[:8]}"
+        new = f"{username[:23]}_{user_id[:16]}"  # 40 characters at most
         conn.execute(sa.text("UPDATE users SET username = :new WHERE id = :id"), {"new": new, "id": user_id})
         log.warning("username %r of user %s collided (case-insensitively) and was renamed to %r",
                     username, user_id, new)
