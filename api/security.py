@@ -1,17 +1,23 @@
 """Who is calling: Bearer tokens on every protected route, or a short-lived signed URL
 (shared.signing) for the resources a browser fetches without headers.
+
+A signature is honoured only while what it was made for still holds: the account exists
+and is active, its token version is unchanged, and its sign-in session was not revoked.
+A response authorised by a signature carries plain URLs (`url_binding()` is None), so a
+leaked link cannot renew itself.
 """
 from __future__ import annotations
 
 from functools import wraps
 
 from flask import g, request
-from flask_jwt_extended import current_user, verify_jwt_in_request
+from flask_jwt_extended import current_user, get_jwt, verify_jwt_in_request
 
 from api.errors import APIError
+from api.extensions.jwt import session_of, session_revoked
 from shared.database import db
 from shared.models import User
-from shared.signing import ANONYMOUS, InvalidSignature, verify
+from shared.signing import ANONYMOUS, Binding, InvalidSignature, verify
 
 
 def authenticate(resource: str | None = None) -> User | None:
@@ -19,18 +25,29 @@ def authenticate(resource: str | None = None) -> User | None:
     sig = request.args.get("sig")
     if sig and resource and "Authorization" not in request.headers:
         try:
-            uid = verify(sig, resource)
+            binding = verify(sig, resource)
         except InvalidSignature as exc:
             raise APIError(401, exc.code, exc.message) from exc
-        if uid == ANONYMOUS:
+        g.by_signature = True
+        if binding.user_id is None:
             g.signed_anonymous = True
             return None
-        user = db.session.get(User, uid)
-        if user is None or not user.is_active:
+        user = db.session.get(User, binding.user_id)
+        if (user is None or not user.is_active or user.token_version != binding.version
+                or session_revoked(binding.session)):
             raise APIError(401, "token_revoked", "this link is no longer valid for this account")
         return user
     verify_jwt_in_request()
+    g.url_binding = Binding(current_user.id, current_user.token_version, session_of(get_jwt()))
     return current_user
+
+
+def url_binding() -> Binding | None:
+    """Whom the URLs of this response are signed for: the Bearer caller's session, nobody
+    (plain URLs) when a signature authorised the request, anonymous when no one signed in."""
+    if g.get("by_signature"):
+        return None
+    return g.get("url_binding", ANONYMOUS)
 
 
 def login_required(fn):

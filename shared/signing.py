@@ -1,15 +1,37 @@
-"""Short-lived signed URLs: an expiring signature bound to a user and a resource.
+"""Short-lived signed URLs: an expiring signature bound to a sign-in and a resource.
 
 Browsers cannot put a Bearer header on EventSource or `<audio>`, so the URLs we hand out
-carry `?sig=`. The API and the worker (for URLs inside job events) both sign.
+carry `?sig=`. A signature names the user, the user's token version and the sign-in
+session it was made for (a `Binding`); api.security.authenticate checks all three, so a
+password change or reset, a disabled or deleted account, and logging out of that session
+end it. The API signs for the caller's session; the worker signs the URLs it puts into a
+job's events for the session that made the job (`job_binding`). Ownerless jobs (sign-up
+mail) get anonymous signatures, good for those jobs only. A response authorised by a
+signature carries plain URLs (binding None): a link never renews itself.
 """
 from __future__ import annotations
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from typing import NamedTuple
 
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import select
+
+from shared.database import db
+from shared.models import Job, User
 from shared.settings import get_settings
 
-ANONYMOUS = "-"
+_NOBODY = "-"
+
+
+class Binding(NamedTuple):
+    """Whom a signature is made for: a user at a token version in a sign-in session."""
+
+    user_id: str | None
+    version: int | None = None
+    session: str | None = None
+
+
+ANONYMOUS = Binding(None)
 
 
 class InvalidSignature(Exception):
@@ -23,17 +45,22 @@ def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(get_settings().SECRET_KEY, salt="signed-url")
 
 
-def sign(user_id: str | None, resource: str) -> str:
-    return _serializer().dumps({"u": user_id or ANONYMOUS, "r": resource})
+def sign(binding: Binding, resource: str) -> str:
+    """A signature of `resource` for `binding` (anonymous when it has no user)."""
+    data: dict = {"u": binding.user_id or _NOBODY, "r": resource}
+    if binding.user_id:
+        data.update(v=binding.version, s=binding.session)
+    return _serializer().dumps(data)
 
 
-def signed_url(path: str, user_id: str | None, resource: str) -> str:
-    base = get_settings().PUBLIC_BASE_URL.rstrip("/")
-    return f"{base}{path}?sig={sign(user_id, resource)}"
+def signed_url(path: str, binding: Binding | None, resource: str) -> str:
+    """The absolute URL of `path`, signed for `binding`; without a signature when binding is None."""
+    url = get_settings().PUBLIC_BASE_URL.rstrip("/") + path
+    return url if binding is None else f"{url}?sig={sign(binding, resource)}"
 
 
-def verify(token: str, resource: str) -> str:
-    """The user id the signature was made for (ANONYMOUS for none); raises InvalidSignature."""
+def verify(token: str, resource: str) -> Binding:
+    """Whom the signature was made for (ANONYMOUS for nobody); raises InvalidSignature."""
     try:
         data = _serializer().loads(token, max_age=get_settings().SIGNED_URL_EXPIRES)
     except SignatureExpired:
@@ -42,15 +69,37 @@ def verify(token: str, resource: str) -> str:
         raise InvalidSignature("invalid_signature", "this link's signature is not valid")
     if not isinstance(data, dict) or data.get("r") != resource:
         raise InvalidSignature("invalid_signature", "this link was not issued for this resource")
-    return data.get("u") or ANONYMOUS
+    if data.get("u") in (None, _NOBODY):
+        return ANONYMOUS
+    if not isinstance(data.get("v"), int) or not isinstance(data.get("s"), str):  # made before sessions
+        raise InvalidSignature("invalid_signature", "this link's signature is not valid")
+    return Binding(data["u"], data["v"], data["s"])
 
 
-def audio_url(user_id: str | None, audio_id: str) -> str:
-    return signed_url(f"/api/audio/{audio_id}", user_id, f"audio:{audio_id}")
+def audio_url(binding: Binding | None, audio_id: str) -> str:
+    return signed_url(f"/api/audio/{audio_id}", binding, f"audio:{audio_id}")
 
 
-def job_urls(job_id: str, user_id: str | None) -> dict[str, str]:
-    """A job's status_url and events_url, signed for its owner."""
+def job_urls(job_id: str, binding: Binding | None) -> dict[str, str]:
+    """A job's status_url and events_url, signed for `binding` (plain when None)."""
     resource = f"job:{job_id}"
-    return {"status_url": signed_url(f"/api/jobs/{job_id}", user_id, resource),
-            "events_url": signed_url(f"/api/jobs/{job_id}/events", user_id, resource)}
+    return {"status_url": signed_url(f"/api/jobs/{job_id}", binding, resource),
+            "events_url": signed_url(f"/api/jobs/{job_id}/events", binding, resource)}
+
+
+def job_binding(job_id: str) -> Binding | None:
+    """The binding of the sign-in session that made a job, for the URLs a worker puts into its events.
+
+    ANONYMOUS for an ownerless job; None (plain URLs) when the job, its user or its session
+    is unknown. Ends the read transaction, so a long task holds no snapshot.
+    """
+    row = db.session.execute(select(Job.user_id, Job.session_id, User.token_version)
+                             .outerjoin(User, User.id == Job.user_id).where(Job.id == job_id)).first()
+    db.session.commit()
+    if row is None:
+        return None
+    if row.user_id is None:
+        return ANONYMOUS
+    if row.token_version is None or not row.session_id:
+        return None
+    return Binding(row.user_id, row.token_version, row.session_id)

@@ -104,10 +104,12 @@ def test_login_refresh_logout(client, users):
     assert r.status_code == 200
     pair = r.get_json()
     assert pair["refresh_token"] != u["refresh_token"]
-    # Rotation: the spent refresh token is refused.
+    # Rotation: the spent refresh token is refused, and its reuse ends the session (tests/test_sessions.py).
     r = client.post("/api/auth/refresh", headers=bearer(u["refresh_token"]))
     assert r.status_code == 401 and r.get_json()["error"]["code"] == "token_revoked"
+    assert client.get("/api/user/profile", headers=bearer(pair["access_token"])).status_code == 401
     # Logout revokes the access token and its refresh token.
+    pair = client.post("/api/auth/login", json={"email": u["email"], "password": u["password"]}).get_json()
     assert client.post("/api/auth/logout", headers=bearer(pair["access_token"])).status_code == 200
     r = client.get("/api/user/profile", headers=bearer(pair["access_token"]))
     assert r.status_code == 401 and r.get_json()["error"]["code"] == "token_revoked"

@@ -129,5 +129,6 @@ def test_the_default_piper_engine_end_to_end(make_stack, users):
     job = wait_until(lambda: (lambda j: j if j["state"] in ("succeeded", "failed") else None)(
         requests.get(stack.url + sent["status_url"]).json()), timeout=90, what="the piper job")
     assert job["state"] == "succeeded", job
-    rate, seconds, rms = parse_wav(requests.get(stack.url + job["result"]["audio_url"]).content)
+    # Read through its signed status_url, the job's audio_url is plain: the Bearer header fetches it.
+    rate, seconds, rms = parse_wav(requests.get(stack.url + job["result"]["audio_url"], headers=h).content)
     assert rate == 22050 and rms > 300 and 1.0 < seconds < 6.0

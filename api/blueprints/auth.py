@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask_jwt_extended import current_user, jwt_required
 from flask_openapi3 import APIBlueprint, Tag
 
+from api.extensions.jwt import NO_STORE
 from api.extensions.limiter import email_key, limiter
 from api.schemas.auth import LoginBody, RegisterBody, ResetPasswordBody, SendCodeBody, SendCodeResponse, TokenResponse
 from api.schemas.common import ERRORS, ErrorResponse, MessageResponse
@@ -37,19 +38,19 @@ def register(body: RegisterBody):
 @bp.post("/login", responses={200: TokenResponse})
 def login(body: LoginBody):
     """Exchange email and password for an access and a refresh token."""
-    return accounts.login(body.email, body.password)
+    return accounts.login(body.email, body.password), 200, NO_STORE
 
 
 @bp.post("/refresh", responses={200: TokenResponse}, security=BEARER)
 @jwt_required(refresh=True)
 def refresh():
     """Send the refresh token as Bearer: a new pair comes back and the old refresh token is spent."""
-    return accounts.refresh(current_user)
+    return accounts.refresh(current_user), 200, NO_STORE
 
 
 @bp.post("/logout", responses={200: MessageResponse}, security=BEARER)
 def logout():
-    """Revoke the access token and its refresh token."""
+    """End this sign-in session: every access and refresh token of it."""
     authenticate()
     accounts.logout()
     return {"message": "signed out"}

@@ -7,7 +7,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from api.errors import APIError
 from api.schemas.common import ERRORS, MessageResponse
 from api.schemas.files import FileOut, FilePage, FilePath, FileQuery, UploadForm, UploadResponse
-from api.security import authenticate
+from api.security import authenticate, url_binding
 from api.services import files
 from shared.settings import get_settings
 from shared.signing import signed_url
@@ -47,7 +47,7 @@ def get_file(path: FilePath):
     """One file's record, with a signed download_url."""
     user = authenticate()
     f = files.get_visible(user, path.file_id)
-    return {**files.file_out(f), "download_url": signed_url(f"/api/files/{f.id}/download", user.id, f"file:{f.id}")}
+    return {**files.file_out(f), "download_url": signed_url(f"/api/files/{f.id}/download", url_binding(), f"file:{f.id}")}
 
 
 @bp.get("/files/<id:file_id>/download", security=[{"bearer": []}, {"signed_url": []}],

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask_openapi3 import APIBlueprint, Tag
 
+from api.extensions.jwt import NO_STORE
 from api.schemas.auth import TokenResponse
 from api.schemas.common import ERRORS, ErrorResponse, MessageResponse
 from api.schemas.user import ChangePasswordBody, DeleteAccountBody, ProfileUpdate, UserOut
@@ -34,7 +35,7 @@ def put_profile(body: ProfileUpdate):
 def change_password(body: ChangePasswordBody):
     """Change the password; other sessions end, and a fresh token pair comes back."""
     user = authenticate()
-    return accounts.change_password(user, body.current_password, body.new_password)
+    return accounts.change_password(user, body.current_password, body.new_password), 200, NO_STORE
 
 
 @bp.delete("/account", responses={200: MessageResponse})

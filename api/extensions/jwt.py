@@ -1,8 +1,14 @@
-"""JWT access and refresh tokens (flask-jwt-extended) with a Redis blocklist.
+"""JWT access and refresh tokens (flask-jwt-extended) with a Redis blocklist of sign-in sessions.
 
-Access tokens carry the jti of their refresh token (`rjti`) so that logout revokes both, and
-the user's `token_version` (`ver`) so that a password reset or a disabled account ends every
-token at once. A revoked-token check that cannot reach Redis fails closed (503).
+Every sign-in is a session: its access and refresh tokens carry its id (`sid`), and a
+refresh keeps it. A spent refresh token's id (`jti`) is blocklisted; a revoked session
+(`jwt:session:<sid>`, kept as long as a refresh token lives) ends every token of it at
+once: logout does that, and so does a spent refresh token presented again (a stolen one).
+Both are checked in one round trip (`EXISTS`). Tokens carry the user's `token_version`
+(`ver`) too, so that a password reset or a disabled account ends every token at once. A
+check that cannot reach Redis fails closed (503). Tokens made before sessions (no `sid`)
+are each their own family, named by their refresh token's jti. Errors answer fixed
+messages per code, never the library's text.
 """
 from __future__ import annotations
 
@@ -19,9 +25,37 @@ from shared.settings import get_settings
 
 jwt = JWTManager()
 
+# Answers that carry tokens are never stored (RFC 6749 section 5.1).
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+MESSAGES = {
+    "missing_token": "authentication required: send Authorization: Bearer <token>",
+    "invalid_token": "the token is not valid",
+    "token_expired": "the token has expired",
+    "token_revoked": "the token has been revoked",
+}
+
 
 def revoked_key(jti: str) -> str:
     return f"jwt:revoked:{jti}"
+
+
+def session_key(sid: str) -> str:
+    return f"jwt:session:{sid}"
+
+
+def session_of(payload: dict) -> str:
+    """A token's sign-in session; a token from before sessions is its own family (its refresh token's jti)."""
+    return payload.get("sid") or payload.get("rjti") or payload["jti"]
+
+
+def revoke_session(sid: str) -> None:
+    """End every access and refresh token of a sign-in session, and the links signed for it."""
+    get_redis().set(session_key(sid), "1", ex=get_settings().JWT_REFRESH_TOKEN_EXPIRES)
+
+
+def session_revoked(sid: str) -> bool:
+    return bool(get_redis().exists(session_key(sid)))
 
 
 def init_app(app: Flask) -> None:
@@ -40,7 +74,11 @@ def init_app(app: Flask) -> None:
 
 @jwt.token_in_blocklist_loader
 def _is_revoked(_header, payload) -> bool:
-    return bool(get_redis().exists(revoked_key(payload["jti"])))
+    sid = session_of(payload)
+    revoked = get_redis().exists(revoked_key(payload["jti"]), session_key(sid)) > 0
+    if revoked and payload.get("type") == "refresh":
+        revoke_session(sid)  # a spent refresh token used again was stolen: its whole family ends
+    return revoked
 
 
 @jwt.user_lookup_loader
@@ -51,30 +89,30 @@ def _load_user(_header, payload):
     return user
 
 
-def _unauthorized(code: str, message: str):
-    return error_response(401, code, message, None, {"WWW-Authenticate": "Bearer"})
+def _unauthorized(code: str):
+    return error_response(401, code, MESSAGES[code], None, {"WWW-Authenticate": "Bearer"})
 
 
 @jwt.unauthorized_loader
-def _missing(reason: str):
-    return _unauthorized("missing_token", "authentication required: send Authorization: Bearer <token>")
+def _missing(_reason: str):
+    return _unauthorized("missing_token")
 
 
 @jwt.invalid_token_loader
-def _invalid(reason: str):
-    return _unauthorized("invalid_token", f"invalid token: {reason}")
+def _invalid(_reason: str):
+    return _unauthorized("invalid_token")
 
 
 @jwt.expired_token_loader
-def _expired(_header, payload):
-    return _unauthorized("token_expired", f"the {payload.get('type', '')} token has expired".replace("  ", " "))
+def _expired(_header, _payload):
+    return _unauthorized("token_expired")
 
 
 @jwt.revoked_token_loader
 def _revoked(_header, _payload):
-    return _unauthorized("token_revoked", "the token has been revoked")
+    return _unauthorized("token_revoked")
 
 
 @jwt.user_lookup_error_loader
 def _user_gone(_header, _payload):
-    return _unauthorized("token_revoked", "the token is no longer valid for this account")
+    return _unauthorized("token_revoked")

@@ -9,7 +9,7 @@ from flask_jwt_extended import create_access_token, create_refresh_token, get_jw
 from sqlalchemy import delete, func, select
 
 from api.errors import APIError
-from api.extensions.jwt import revoked_key
+from api.extensions.jwt import revoke_session, revoked_key, session_of
 from api.services import codes, files, login_throttle
 from api.services.jobs import enqueue, envelope
 from api.services.passwords import check_policy, hash_password, verify_password
@@ -65,12 +65,11 @@ def _username_taken(username: str, except_id: str | None = None) -> bool:
     return db.session.execute(stmt).scalar_one() > 0
 
 
-def issue_tokens(user: User) -> dict:
-    refresh_jti = uuid.uuid4().hex
-    claims = {"ver": user.token_version}
-    refresh = create_refresh_token(identity=user.id, additional_claims={**claims, "jti": refresh_jti})
-    access = create_access_token(identity=user.id, additional_claims={**claims, "rjti": refresh_jti,
-                                                                       "role": user.role})
+def issue_tokens(user: User, session: str | None = None) -> dict:
+    """An access and a refresh token of one sign-in session: a new one unless `session` continues it."""
+    claims = {"ver": user.token_version, "sid": session or uuid.uuid4().hex}
+    refresh = create_refresh_token(identity=user.id, additional_claims=claims)
+    access = create_access_token(identity=user.id, additional_claims={**claims, "role": user.role})
     return {"access_token": access, "refresh_token": refresh, "token_type": "Bearer",
             "expires_in": get_settings().JWT_ACCESS_TOKEN_EXPIRES}
 
@@ -95,18 +94,20 @@ def _revoke(jti: str, expires_at: float) -> bool:
 
 
 def refresh(user: User) -> dict:
-    """Rotate: the presented refresh token is spent, a new pair is issued."""
+    """Rotate: the presented refresh token is spent, a new pair of the same session is issued.
+
+    A refresh token already spent (here: by a concurrent use) ends its whole session.
+    """
     claims = get_jwt()
     if not _revoke(claims["jti"], claims["exp"]):
+        revoke_session(session_of(claims))
         raise APIError(401, "token_revoked", "the token has been revoked")
-    return issue_tokens(user)
+    return issue_tokens(user, session_of(claims))
 
 
 def logout() -> None:
-    claims = get_jwt()
-    _revoke(claims["jti"], claims["exp"])
-    if claims.get("rjti"):
-        _revoke(claims["rjti"], time.time() + get_settings().JWT_REFRESH_TOKEN_EXPIRES)
+    """End the caller's sign-in session: every access and refresh token of it, at once."""
+    revoke_session(session_of(get_jwt()))
 
 
 def _set_password(user: User, password: str) -> None:

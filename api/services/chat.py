@@ -15,7 +15,8 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from api.errors import APIError
-from api.services.jobs import cancel
+from api.security import url_binding
+from api.services.jobs import cancel, record_session
 from shared import events
 from shared.database import db, utcnow, write_tx
 from shared.jobs import dispatch, new_job
@@ -51,7 +52,7 @@ def _replay(record: IdempotencyKey, request_hash: str) -> dict:
         raise APIError(422, "idempotency_key_reused",
                        "this Idempotency-Key was already used with a different request body")
     stored = dict(record.response)
-    return {**stored, **job_urls(stored["job_id"], record.user_id)}
+    return {**stored, **job_urls(stored["job_id"], url_binding())}
 
 
 def _find_key(user_id: str, key: str) -> IdempotencyKey | None:
@@ -83,6 +84,7 @@ def send(user: User, body: dict, idempotency_key: str | None) -> dict:
             job = new_job("chat", user.id, {"conversation_id": conversation_id, "user_message_id": question_id,
                                             "reply_message_id": reply_id, "options": body.get("options") or {}},
                           request_id=g.get("request_id"))
+            record_session(job)
             # Core inserts: this is the hot path, and a unit-of-work flush costs more than the writes.
             if new_conversation:
                 db.session.execute(insert(Conversation), [{"id": conversation_id, "user_id": user.id,
@@ -112,17 +114,17 @@ def send(user: User, body: dict, idempotency_key: str | None) -> dict:
             raise
         return _replay(found, request_hash)
     dispatch(job)
-    return {**answer, **job_urls(job.id, user.id)}
+    return {**answer, **job_urls(job.id, url_binding())}
 
 
-def message_out(m: Message, user_id: str) -> dict:
+def message_out(m: Message) -> dict:
     streaming = m.status == MessageStatus.streaming.value
     # A reply still generating is written at its end; until then its text is in its job's stream.
     content = events.streamed_text(get_redis(), m.job_id) if streaming and m.job_id else m.content
     return {"id": m.id, "role": m.role, "content": content, "status": m.status,
             "streaming": streaming, "job_id": m.job_id,
             "citations": m.citations, "created_at": m.created_at,
-            "audio_url": audio_url(user_id, m.meta["audio_id"]) if (m.meta or {}).get("audio_id") else None}
+            "audio_url": audio_url(url_binding(), m.meta["audio_id"]) if (m.meta or {}).get("audio_id") else None}
 
 
 def history(user: User, conversation_id: str, limit: int, before: str | None) -> dict:
@@ -138,7 +140,7 @@ def history(user: User, conversation_id: str, limit: int, before: str | None) ->
                                    .limit(limit + 1)).scalars())
     has_more = len(rows) > limit
     rows = list(reversed(rows[:limit]))
-    return {"conversation_id": conversation_id, "items": [message_out(m, user.id) for m in rows], "has_more": has_more,
+    return {"conversation_id": conversation_id, "items": [message_out(m) for m in rows], "has_more": has_more,
             "next_before": rows[0].id if has_more and rows else None}
 
 

@@ -10,7 +10,8 @@ from sqlalchemy import delete, func, or_, select
 from werkzeug.datastructures import FileStorage
 
 from api.errors import APIError
-from api.services.jobs import cancel
+from api.security import url_binding
+from api.services.jobs import cancel, record_session
 from api.services.sniff import CONTENT_TYPES, INDEXED, display_name, sniff
 from shared.database import db, write_tx
 from shared.jobs import dispatch, new_job
@@ -73,7 +74,7 @@ def upload(user: User, upload: FileStorage | None, scope: str) -> tuple[dict, in
         existing = db.session.execute(select(File).where(File.user_id == user.id, File.sha256 == sha)
                                       ).scalar_one_or_none()
         if existing is not None:
-            return {"file": file_out(existing), "duplicate": True, **_envelope(existing, user)}, 200
+            return {"file": file_out(existing), "duplicate": True, **_envelope(existing)}, 200
         key = f"files/{user.id}/{sha}"
         with open(path, "rb") as src:
             get_storage().put(key, src)
@@ -85,12 +86,13 @@ def upload(user: User, upload: FileStorage | None, scope: str) -> tuple[dict, in
         db.session.flush()
         job = new_job("file", user.id, {"file_id": f.id, "kind": kind}, request_id=g.get("request_id"))
         f.job_id = job.id
+        record_session(job)
     dispatch(job)
-    return {"file": file_out(f), "duplicate": False, **_envelope(f, user)}, 202
+    return {"file": file_out(f), "duplicate": False, **_envelope(f)}, 202
 
 
-def _envelope(f: File, user: User) -> dict:
-    return {"job_id": f.job_id, **job_urls(f.job_id, user.id)} if f.job_id else {}
+def _envelope(f: File) -> dict:
+    return {"job_id": f.job_id, **job_urls(f.job_id, url_binding())} if f.job_id else {}
 
 
 def list_files(user: User, limit: int, offset: int, status: str | None, scope: str | None) -> dict:

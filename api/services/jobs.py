@@ -5,6 +5,7 @@ from flask import g
 from sqlalchemy import update
 
 from api.errors import APIError
+from api.security import url_binding
 from shared import events
 from shared.database import db, utcnow, write_tx
 from shared.jobs import dispatch, new_job
@@ -20,22 +21,32 @@ def resource(job_id: str) -> str:
 
 
 def envelope(job: Job) -> dict:
-    return {"job_id": job.id, **job_urls(job.id, job.user_id)}
+    return {"job_id": job.id, **job_urls(job.id, url_binding())}
 
 
-def _fresh(result: dict | None, user_id: str | None) -> dict | None:
+def record_session(job: Job) -> None:
+    """Bind a job just inserted (inside write_tx) to the caller's sign-in session; the worker
+    signs the URLs it puts into the job's events for that session."""
+    binding = url_binding()
+    if job.user_id is not None and binding is not None and binding.session:
+        db.session.execute(update(Job).where(Job.id == job.id).values(session_id=binding.session))
+        job.session_id = binding.session
+
+
+def _fresh(result: dict | None) -> dict | None:
     """Results name audio by id; the URL (its signature expires) is made at read time."""
     if result and result.get("audio_id"):
-        return {**result, "audio_url": audio_url(user_id, result["audio_id"])}
+        return {**result, "audio_url": audio_url(url_binding(), result["audio_id"])}
     return result
 
 
 def to_dict(job: Job) -> dict:
+    """The job as its owner sees it; its URLs are signed for the caller (plain when a signature authorised the read)."""
     return {
         "id": job.id, "kind": job.kind, "state": job.state, "progress": job.progress,
-        "result": _fresh(job.result, job.user_id), "error": job.error, "attempts": job.attempts, "request_id": job.request_id,
+        "result": _fresh(job.result), "error": job.error, "attempts": job.attempts, "request_id": job.request_id,
         "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
-        "updated_at": job.updated_at, **job_urls(job.id, job.user_id),
+        "updated_at": job.updated_at, **job_urls(job.id, url_binding()),
     }
 
 
@@ -56,6 +67,7 @@ def enqueue(kind: str, user_id: str | None, payload: dict) -> Job:
     """Write a job record, commit, then dispatch it."""
     with write_tx():
         job = new_job(kind, user_id, payload, request_id=g.get("request_id"))
+        record_session(job)
     dispatch(job)
     return job
 

@@ -16,10 +16,10 @@ from shared import events
 from shared.database import db, utcnow, write_tx
 from shared.jobs import JobLimitExceeded, dispatch, new_job
 from shared.knowledge import get_retriever
-from shared.models import Conversation, File, FileScope, FileStatus, Message, MessageStatus
+from shared.models import Conversation, File, FileScope, FileStatus, Job, Message, MessageStatus
 from shared.redis_client import get_redis
 from shared.settings import get_settings
-from shared.signing import job_urls
+from shared.signing import job_binding, job_urls
 from worker.prompting import build_messages
 from worker.providers.llm import LLMError, LLMUnavailable, get_provider
 from worker.tasks.base import Cancelled, JobContext, JobFailed, Transient, job_task
@@ -71,19 +71,25 @@ def _reply_failed(ctx: JobContext, error: dict) -> None:
 
 
 def _start_speech(ctx: JobContext, reply_id: str) -> None:
-    """Queue the speech job that follows this reply, and announce it on the reply's stream."""
+    """Queue the speech job that follows this reply, and announce it on the reply's stream.
+
+    The speech job belongs to the reply's sign-in session; its URLs are signed for it.
+    """
+    binding = job_binding(ctx.job_id)
     try:
         with write_tx():
             job = new_job("speech", ctx.user_id, {"message_id": reply_id, "chat_job_id": ctx.job_id,
                                                   "format": get_settings().TTS_DEFAULT_FORMAT,
                                                   "voice": get_settings().TTS_VOICE or None})
+            if binding is not None and binding.session:
+                db.session.execute(update(Job).where(Job.id == job.id).values(session_id=binding.session))
             message = db.session.get(Message, reply_id)
             message.meta = {**(message.meta or {}), "speech_job_id": job.id}
     except JobLimitExceeded:
         log.warning("speech for reply %s skipped: too many speech jobs", reply_id)
         return
     dispatch(job)
-    ctx.emit("speech", {"job_id": job.id, **job_urls(job.id, ctx.user_id)})
+    ctx.emit("speech", {"job_id": job.id, **job_urls(job.id, binding)})
 
 
 @job_task("llm.chat_reply", max_retries=get_settings().LLM_CONNECT_RETRIES, on_fail=_reply_failed)

@@ -18,7 +18,7 @@ from shared.database import db, write_tx
 from shared.models import AudioClip, Message
 from shared.redis_client import get_blocking_redis
 from shared.settings import get_settings
-from shared.signing import audio_url
+from shared.signing import audio_url, job_binding
 from shared.speech import FORMATS
 from shared.storage import get_storage
 from worker.providers.tts import TTSError, TTSUnavailable, get_engine
@@ -35,6 +35,7 @@ class _Speaker:
         self.ctx, self.voice, self.fmt, self.message_id = ctx, voice, fmt, message_id
         self.engine = get_engine()
         self.parts: list[Audio] = []
+        self.binding = job_binding(ctx.job_id)  # the sign-in session that made the job signs its URLs
 
     def _store(self, audio: Audio, sentence: int | None) -> AudioClip:
         data, content_type = to_format(audio, self.fmt)
@@ -60,13 +61,13 @@ class _Speaker:
         self.parts.append(audio)
         clip = self._store(audio, index)
         self.ctx.emit("audio", {"index": index, "text": text, "audio_id": clip.id, "duration": clip.duration,
-                                "audio_url": audio_url(self.ctx.user_id, clip.id)})
+                                "audio_url": audio_url(self.binding, clip.id)})
 
     def finish(self) -> dict:
         if not self.parts:
             raise JobFailed("no_text", "there was nothing to speak")
         whole = self._store(concat(self.parts), None)
-        return {"audio_id": whole.id, "audio_url": audio_url(self.ctx.user_id, whole.id), "duration": whole.duration,
+        return {"audio_id": whole.id, "audio_url": audio_url(self.binding, whole.id), "duration": whole.duration,
                 "voice": whole.voice, "format": whole.format, "sentences": len(self.parts)}
 
 
