@@ -29,7 +29,9 @@ def authenticate(resource: str | None = None) -> User | None:
         except InvalidSignature as exc:
             raise APIError(401, exc.code, exc.message) from exc
         g.by_signature = True
-        if binding.user_id is None:
+        if binding.user_id is None:  # made for an ownerless job (get_owned checks which)
+            if not resource.startswith("job:"):
+                raise APIError(401, "invalid_signature", "this link was not issued for this resource")
             g.signed_anonymous = True
             return None
         user = db.session.get(User, binding.user_id)

@@ -94,6 +94,13 @@ def test_a_signed_read_answers_without_signatures(client, smtp, users):
     assert r.status_code == 200 and "sig=" not in r.get_data(as_text=True)
     sig = anonymous["status_url"].split("sig=", 1)[1]
     assert client.get(f"/api/jobs/{sent['job_id']}?sig={sig}").status_code == 401
+    # An anonymous signature is for ownerless jobs only, never a file or audio, even if well made.
+    from shared.signing import ANONYMOUS, sign
+    up = client.post("/api/upload/file", headers=bearer(u["access_token"]), content_type="multipart/form-data",
+                     data={"file": (io.BytesIO(b"Anonymous links open no files."), "anon.txt")}).get_json()
+    file_id = up["file"]["id"]
+    r = client.get(f"/api/files/{file_id}/download?sig={sign(ANONYMOUS, f'file:{file_id}')}")
+    assert r.status_code == 401 and r.get_json()["error"]["code"] == "invalid_signature"
 
 
 def _disable(app, client, users, u):
