@@ -8,11 +8,12 @@ from __future__ import annotations
 from flask import redirect
 from flask_openapi3 import Info, OpenAPI
 from pydantic import BaseModel
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import commands
 from api.blueprints import admin, auth, chat, files, health, jobs, knowledge, speech, user
 from api.errors import register_error_handlers, validation_error_response
-from api.extensions import cors, json_provider, limiter, request_id
+from api.extensions import cors, headers, json_provider, limiter, request_id
 from api.extensions import jwt as jwt_ext
 from api.schemas.common import ErrorResponse, IdConverter
 from shared.database import init_db
@@ -61,6 +62,7 @@ def create_app(test_config: dict | None = None) -> OpenAPI:
     init_db(app, app.config.get("DATABASE_URL") or settings.DATABASE_URL)
     json_provider.init_app(app)
     request_id.init_app(app)
+    headers.init_app(app)
     cors.init_app(app)
     jwt_ext.init_app(app)
     limiter.init_app(app)
@@ -80,4 +82,6 @@ def create_app(test_config: dict | None = None) -> OpenAPI:
         db.session.remove()
 
     commands.init_app(app)
+    if settings.TRUSTED_PROXIES:  # the client's address from X-Forwarded-For, set by that many proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.TRUSTED_PROXIES)
     return app

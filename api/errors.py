@@ -103,7 +103,8 @@ def register_error_handlers(app: Flask) -> None:
         headers = {}
         if exc.code == 405 and hasattr(exc, "valid_methods") and exc.valid_methods:
             headers["Allow"] = ", ".join(exc.valid_methods)
-        if exc.code == 429:
+        if exc.code == 429:  # Flask-Limiter's: the same code as the limits services count themselves
+            code = "rate_limited"
             headers["Retry-After"] = str(retry_after_seconds())
         message = exc.description or exc.name
         if exc.code == 413:

@@ -57,8 +57,14 @@ class Settings(BaseSettings):
     MAX_ACTIVE_JOBS_PER_KIND: int = Field(20, ge=1)  # queued or running, per user and kind
     RATELIMIT_ENABLED: bool = True
     RATELIMIT_AUTH: str = "30/minute;300/hour"
-    RATELIMIT_SEND_CODE_EMAIL: str = "1/minute;6/hour"
+    # send-code: per address and purpose however spelled, from anywhere; per address, purpose and
+    # client IP (so others cannot use up the owner's codes beyond the first); per client IP.
+    RATELIMIT_SEND_CODE_EMAIL: str = "1/minute"
+    RATELIMIT_SEND_CODE_EMAIL_IP: str = "6/hour"
     RATELIMIT_SEND_CODE_IP: str = "20/hour"
+    # Reverse proxies in front of the API that append to X-Forwarded-For (werkzeug's ProxyFix):
+    # per-IP limits then see the client's address. 0: X-Forwarded-For is ignored.
+    TRUSTED_PROXIES: int = Field(0, ge=0)
 
     # Jobs
     JOB_LEASE_SECONDS: float = 8.0

@@ -39,7 +39,7 @@ TEST_ENV = {
     "JOB_HEARTBEAT_SECONDS": "1",
     "LOG_LEVEL": "WARNING",
     "STORAGE_DIR": str(_TMP / "storage"),
-    "RATELIMIT_SEND_CODE_EMAIL": "3/minute",
+    "RATELIMIT_SEND_CODE_EMAIL": "3/minute",  # per address and purpose; a test signs up, then asks again
     "LLM_PROVIDER": "echo",
     "LLM_ECHO_RATE": "100",
     "LLM_ECHO_TOKENS": "10",

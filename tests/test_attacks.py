@@ -169,7 +169,7 @@ def _age_failures(email: str, ip: str, seconds: float) -> None:
     from api.services import login_throttle
     from shared.redis_client import get_redis
     r = get_redis()
-    for key in login_throttle._keys(email, ip).values():
+    for key in login_throttle.sign_in.keys(email, ip).values():
         if r.hget(key, "t"):
             r.hset(key, "t", float(r.hget(key, "t")) - seconds)
 

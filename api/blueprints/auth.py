@@ -5,7 +5,7 @@ from flask_jwt_extended import current_user, jwt_required
 from flask_openapi3 import APIBlueprint, Tag
 
 from api.extensions.jwt import NO_STORE
-from api.extensions.limiter import email_key, limiter
+from api.extensions.limiter import limiter
 from api.schemas.auth import LoginBody, RegisterBody, ResetPasswordBody, SendCodeBody, SendCodeResponse, TokenResponse
 from api.schemas.common import ERRORS, ErrorResponse, MessageResponse
 from api.schemas.user import UserOut
@@ -21,10 +21,10 @@ limiter.limit(_s.RATELIMIT_AUTH)(bp)
 
 
 @bp.post("/send-code", responses={202: SendCodeResponse})
-@limiter.limit(lambda: get_settings().RATELIMIT_SEND_CODE_EMAIL, key_func=email_key, scope="send-code-email")
 @limiter.limit(lambda: get_settings().RATELIMIT_SEND_CODE_IP, scope="send-code-ip")
 def send_code(body: SendCodeBody):
-    """Mail a 6-digit code for register, reset_password or delete_account."""
+    """Mail a 6-digit code for register, reset_password or delete_account; resends are limited per address
+    and purpose, however it is spelled (429 `rate_limited`)."""
     return accounts.send_code(body.email, body.purpose), 202
 
 

@@ -1,9 +1,11 @@
 """Request and response schemas of /api/auth."""
 from __future__ import annotations
 
-from typing import Literal
+import unicodedata
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, EmailStr, Field, field_validator
+from email_validator import validate_email
+from pydantic import AfterValidator, BaseModel, Field
 
 from api.schemas.common import JobEnvelope, Strict
 from api.schemas.user import USERNAME_PATTERN
@@ -14,16 +16,21 @@ PasswordStr = Field(min_length=1, max_length=128)
 
 
 def normalise_email(value: str) -> str:
-    return value.strip().lower()
+    """The one form of an address, used wherever accounts are looked up, codes bound and limits keyed.
+
+    NFKC (full-width and other compatibility spellings fold to one), the domain as IDNA
+    (UTS 46) maps it (so `xn--` and Unicode spellings agree), the local part case-folded.
+    Raises ValueError (email_validator's EmailNotValidError) when it is not an address.
+    """
+    checked = validate_email(unicodedata.normalize("NFKC", value.strip()), check_deliverability=False)
+    return unicodedata.normalize("NFKC", checked.local_part.casefold()) + "@" + checked.domain
+
+
+Email = Annotated[str, Field(max_length=320, json_schema_extra={"format": "email"}), AfterValidator(normalise_email)]
 
 
 class EmailBody(Strict):
-    email: EmailStr
-
-    @field_validator("email")
-    @classmethod
-    def _norm(cls, v: str) -> str:
-        return normalise_email(v)
+    email: Email
 
 
 class SendCodeBody(EmailBody):

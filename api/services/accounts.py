@@ -7,6 +7,7 @@ import uuid
 from flask import request
 from flask_jwt_extended import create_access_token, create_refresh_token, get_jwt
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 
 from api.errors import APIError
 from api.extensions.jwt import revoke_session, revoked_key, session_of
@@ -34,6 +35,7 @@ def find_by_email(email: str) -> User | None:
 
 def send_code(email: str, purpose: str) -> dict:
     """Queue the mail; the answer is the same whether or not the address has an account."""
+    codes.throttle_send(email, purpose, request.remote_addr or "-")
     exists = find_by_email(email) is not None
     template = CODE_TEMPLATES[purpose][0 if exists else 1]
     context: dict = {"purpose": purpose, "minutes": get_settings().CODE_TTL // 60}
@@ -45,20 +47,33 @@ def send_code(email: str, purpose: str) -> dict:
 
 
 def register(email: str, password: str, code: str, username: str | None) -> User:
+    """Create a student account; nothing about other accounts is said before the code is right."""
     check_policy(password, email)
-    if username and _username_taken(username):
-        raise APIError(409, "username_taken", "that username is taken", {"field": "username"})
     codes.consume(email, "register", code)
     if find_by_email(email) is not None:
-        raise APIError(409, "email_taken", "an account with this email already exists; sign in instead")
+        raise _email_taken()
+    if username and _username_taken(username):
+        raise _username_conflict()
     user = User(email=email, password_hash=hash_password(password), username=username,
                 role=Role.student.value, email_verified_at=utcnow())
-    with write_tx():
-        db.session.add(user)
+    try:
+        with write_tx():
+            db.session.add(user)
+    except IntegrityError as exc:  # a concurrent sign-up took the address or the username first
+        raise (_email_taken() if find_by_email(email) is not None else _username_conflict()) from exc
     return user
 
 
+def _email_taken() -> APIError:
+    return APIError(409, "email_taken", "an account with this email already exists; sign in instead")
+
+
+def _username_conflict() -> APIError:
+    return APIError(409, "username_taken", "that username is taken", {"field": "username"})
+
+
 def _username_taken(username: str, except_id: str | None = None) -> bool:
+    """Whether another account has this username, in any case (the unique index settles races)."""
     stmt = select(func.count()).select_from(User).where(func.lower(User.username) == username.lower())
     if except_id:
         stmt = stmt.where(User.id != except_id)
@@ -76,14 +91,14 @@ def issue_tokens(user: User, session: str | None = None) -> dict:
 
 def login(email: str, password: str) -> dict:
     ip = request.remote_addr or "-"
-    login_throttle.check(email, ip)
+    login_throttle.sign_in.check(email, ip)
     user = find_by_email(email)
     if not verify_password(user.password_hash if user else None, password) or user is None:
-        login_throttle.failed(email, ip)
+        login_throttle.sign_in.failed(email, ip)
         raise APIError(401, "invalid_credentials", "the email or password is wrong")
     if not user.is_active:
         raise APIError(403, "account_disabled", "this account is disabled")
-    login_throttle.succeeded(email, ip)
+    login_throttle.sign_in.succeeded(email, ip)
     return issue_tokens(user)
 
 
@@ -123,13 +138,17 @@ def reset_password(email: str, code: str, new_password: str) -> None:
     codes.consume(email, "reset_password", code)
     user = find_by_email(email)
     if user is None:
-        raise APIError(400, "invalid_code", "the code is wrong or has expired; request a new one")
+        raise codes.wrong_code()
     _set_password(user, new_password)
 
 
 def change_password(user: User, current: str, new: str) -> dict:
+    ip = request.remote_addr or "-"
+    login_throttle.password_check.check(user.id, ip)
     if not verify_password(user.password_hash, current):
+        login_throttle.password_check.failed(user.id, ip)
         raise APIError(400, "invalid_credentials", "the current password is wrong", {"field": "current_password"})
+    login_throttle.password_check.succeeded(user.id, ip)
     _set_password(user, new)
     db.session.refresh(user)
     return issue_tokens(user)
@@ -153,9 +172,12 @@ def delete_account(user: User, code: str) -> None:
 
 def update_profile(user: User, fields: dict) -> User:
     if fields.get("username") and _username_taken(fields["username"], except_id=user.id):
-        raise APIError(409, "username_taken", "that username is taken", {"field": "username"})
-    with write_tx():
-        user = db.session.merge(user)
-        for name, value in fields.items():
-            setattr(user, name, value)
+        raise _username_conflict()
+    try:
+        with write_tx():
+            user = db.session.merge(user)
+            for name, value in fields.items():
+                setattr(user, name, value)
+    except IntegrityError as exc:  # a concurrent rename took the username first (the unique index)
+        raise _username_conflict() from exc
     return user
