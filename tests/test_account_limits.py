@@ -63,13 +63,14 @@ def test_send_code_limits_hold_however_the_address_is_spelled(app, smtp, worker)
     address = new_email()
     local, domain = address.split("@")
     full_width = "".join(chr(ord(ch) + 0xFEE0) if ch.isalpha() else ch for ch in local)
-    spellings = [address, address.upper(), f"{full_width}@{domain}", local + "@ex\uff41mple.com",
-                 f" {local.title()}@EXAMPLE.com "][:per_minute + 1]
+    spellings = [address, f" {address.upper()} ", f"{full_width}@{domain}", local + "@ex\uff41mple.com"]
+    assert per_minute < len(spellings)
     answers = []
     for n, spelling in enumerate(spellings):  # from a new IP each time: only the address is in common
         answers.append(_client(app, f"10.72.{n}.{uuid.uuid4().int % 250}").post(
             "/api/auth/send-code", json={"email": spelling, "purpose": "register"}))
-    assert [r.status_code for r in answers] == [202] * per_minute + [429], [r.get_json() for r in answers]
+    expected = [202] * per_minute + [429] * (len(spellings) - per_minute)
+    assert [r.status_code for r in answers] == expected, [r.get_json() for r in answers]
     refused = answers[-1]
     assert refused.get_json()["error"]["code"] == "rate_limited"
     assert 0 < int(refused.headers["Retry-After"]) <= 60
@@ -77,11 +78,11 @@ def test_send_code_limits_hold_however_the_address_is_spelled(app, smtp, worker)
     # The last code mailed signs up the one account, whatever spelling is used; a sign-in with
     # another spelling finds it.
     c = _client(app)
-    r = c.post("/api/auth/register", json={"email": spellings[2], "password": "a fine passphrase",
+    r = c.post("/api/auth/register", json={"email": spellings[-1], "password": "a fine passphrase",
                                            "code": code_from(mails[-1])})
     assert r.status_code == 201, r.get_json()
     assert r.get_json()["email"] == address
-    r = c.post("/api/auth/login", json={"email": spellings[3], "password": "a fine passphrase"})
+    r = c.post("/api/auth/login", json={"email": spellings[2], "password": "a fine passphrase"})
     assert r.status_code == 200, r.get_json()
 
 
@@ -189,7 +190,6 @@ def _race(calls) -> list:
 def test_concurrent_usernames_that_differ_only_in_case_never_both_succeed(app, smtp, users):
     a, b = users(), users()
     ca, cb = _client(app), _client(app)
-    outcomes = []
     for n in range(12):
         name = f"dup_{uuid.uuid4().hex[:8]}"
         other = name if n % 2 else name.upper()  # same case, then different case
@@ -198,7 +198,6 @@ def test_concurrent_usernames_that_differ_only_in_case_never_both_succeed(app, s
         statuses = sorted(r.status_code for r in rs)
         assert statuses == [200, 409], (n, [r.get_json() for r in rs])
         assert [r for r in rs if r.status_code == 409][0].get_json()["error"]["code"] == "username_taken"
-        outcomes.append(statuses)
     # Sign-ups racing for one username (in two cases): one account gets it, the other a 409.
     addresses = [new_email(), new_email()]
     codes_ = [request_code(c, smtp, address, "register") for c, address in zip((ca, cb), addresses)]
