@@ -23,7 +23,8 @@ def normalise_email(value: str) -> str:
     Raises ValueError (email_validator's EmailNotValidError) when it is not an address.
     """
     checked = validate_email(unicodedata.normalize("NFKC", value.strip()), check_deliverability=False)
-    return unicodedata.normalize("NFKC", checked.local_part.casefold()) + "@" + checked.domain
+    folded = unicodedata.normalize("NFKC", checked.local_part.casefold()) + "@" + checked.domain
+    return validate_email(folded, check_deliverability=False).normalized  # folding kept it an address, in length
 
 
 Email = Annotated[str, Field(max_length=320, json_schema_extra={"format": "email"}), AfterValidator(normalise_email)]
