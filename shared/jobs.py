@@ -56,8 +56,12 @@ def active_jobs(user_id: str, kind: str) -> int:
     return db.session.execute(_ACTIVE_JOBS, {"user_id": user_id, "kind": kind}).scalar_one()
 
 
-def new_job(kind: str, user_id: str | None, payload: dict, request_id: str | None = None) -> Job:
-    """Insert a queued job in the current transaction (call inside `write_tx`); enforces the per-user limit."""
+def new_job(kind: str, user_id: str | None, payload: dict, request_id: str | None = None,
+            session_id: str | None = None) -> Job:
+    """Insert a queued job in the current transaction (call inside `write_tx`); enforces the per-user limit.
+
+    `session_id` is the sign-in session that asked for it: the URLs in its events are signed for that session.
+    """
     if kind not in KIND_TASKS:
         raise ValueError(f"unknown job kind {kind!r}")
     if user_id is not None:
@@ -66,7 +70,7 @@ def new_job(kind: str, user_id: str | None, payload: dict, request_id: str | Non
             raise JobLimitExceeded(kind, limit)
     now = utcnow()
     values = {"id": new_id(), "kind": kind, "user_id": user_id, "payload": payload, "request_id": request_id,
-              "state": JobState.queued.value, "progress": 0.0, "attempts": 0, "dispatched_at": now,
+              "session_id": session_id, "state": JobState.queued.value, "progress": 0.0, "attempts": 0, "dispatched_at": now,
               "created_at": now, "updated_at": now}
     db.session.execute(insert(Job), [values])  # a Core insert: no unit-of-work flush on the hot path
     return Job(**values)  # a detached copy for the caller (ids, kind, dispatch)

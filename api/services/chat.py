@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from api.errors import APIError
 from api.security import url_binding
-from api.services.jobs import cancel, record_session
+from api.services.jobs import caller_session, cancel
 from shared import events
 from shared.database import db, utcnow, write_tx
 from shared.jobs import dispatch, new_job
@@ -83,8 +83,7 @@ def send(user: User, body: dict, idempotency_key: str | None) -> dict:
             # The job first: its per-user limit is a query, and nothing else is pending yet.
             job = new_job("chat", user.id, {"conversation_id": conversation_id, "user_message_id": question_id,
                                             "reply_message_id": reply_id, "options": body.get("options") or {}},
-                          request_id=g.get("request_id"))
-            record_session(job)
+                          request_id=g.get("request_id"), session_id=caller_session())
             # Core inserts: this is the hot path, and a unit-of-work flush costs more than the writes.
             if new_conversation:
                 db.session.execute(insert(Conversation), [{"id": conversation_id, "user_id": user.id,

@@ -11,7 +11,7 @@ from werkzeug.datastructures import FileStorage
 
 from api.errors import APIError
 from api.security import url_binding
-from api.services.jobs import cancel, record_session
+from api.services.jobs import caller_session, cancel
 from api.services.sniff import CONTENT_TYPES, INDEXED, display_name, sniff
 from shared.database import db, write_tx
 from shared.jobs import dispatch, new_job
@@ -84,9 +84,9 @@ def upload(user: User, upload: FileStorage | None, scope: str) -> tuple[dict, in
                  storage_key=key)
         db.session.add(f)
         db.session.flush()
-        job = new_job("file", user.id, {"file_id": f.id, "kind": kind}, request_id=g.get("request_id"))
+        job = new_job("file", user.id, {"file_id": f.id, "kind": kind}, request_id=g.get("request_id"),
+                      session_id=caller_session())
         f.job_id = job.id
-        record_session(job)
     dispatch(job)
     return {"file": file_out(f), "duplicate": False, **_envelope(f)}, 202
 

@@ -24,13 +24,10 @@ def envelope(job: Job) -> dict:
     return {"job_id": job.id, **job_urls(job.id, url_binding())}
 
 
-def record_session(job: Job) -> None:
-    """Bind a job just inserted (inside write_tx) to the caller's sign-in session; the worker
-    signs the URLs it puts into the job's events for that session."""
+def caller_session() -> str | None:
+    """The caller's sign-in session, recorded on the jobs it creates (the worker signs their event URLs for it)."""
     binding = url_binding()
-    if job.user_id is not None and binding is not None and binding.session:
-        db.session.execute(update(Job).where(Job.id == job.id).values(session_id=binding.session))
-        job.session_id = binding.session
+    return binding.session if binding is not None else None
 
 
 def _fresh(result: dict | None) -> dict | None:
@@ -66,8 +63,8 @@ def get_owned(job_id: str, user: User | None) -> Job:
 def enqueue(kind: str, user_id: str | None, payload: dict) -> Job:
     """Write a job record, commit, then dispatch it."""
     with write_tx():
-        job = new_job(kind, user_id, payload, request_id=g.get("request_id"))
-        record_session(job)
+        job = new_job(kind, user_id, payload, request_id=g.get("request_id"),
+                      session_id=caller_session() if user_id else None)
     dispatch(job)
     return job
 

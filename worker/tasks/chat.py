@@ -16,7 +16,7 @@ from shared import events
 from shared.database import db, utcnow, write_tx
 from shared.jobs import JobLimitExceeded, dispatch, new_job
 from shared.knowledge import get_retriever
-from shared.models import Conversation, File, FileScope, FileStatus, Job, Message, MessageStatus
+from shared.models import Conversation, File, FileScope, FileStatus, Message, MessageStatus
 from shared.redis_client import get_redis
 from shared.settings import get_settings
 from shared.signing import job_binding, job_urls
@@ -80,9 +80,8 @@ def _start_speech(ctx: JobContext, reply_id: str) -> None:
         with write_tx():
             job = new_job("speech", ctx.user_id, {"message_id": reply_id, "chat_job_id": ctx.job_id,
                                                   "format": get_settings().TTS_DEFAULT_FORMAT,
-                                                  "voice": get_settings().TTS_VOICE or None})
-            if binding is not None and binding.session:
-                db.session.execute(update(Job).where(Job.id == job.id).values(session_id=binding.session))
+                                                  "voice": get_settings().TTS_VOICE or None},
+                          session_id=binding.session if binding is not None else None)
             message = db.session.get(Message, reply_id)
             message.meta = {**(message.meta or {}), "speech_job_id": job.id}
     except JobLimitExceeded:
