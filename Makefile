@@ -26,6 +26,8 @@ DEFAULT_REDIS_PORT := 6379
 # Shell expression for the Redis server to use instead of starting one: REDIS_URL from
 # the environment, else an uncommented REDIS_URL=... in .env; empty means "start one".
 EXTERNAL_REDIS_URL = $${REDIS_URL:-$$(sed -n 's/^[[:space:]]*REDIS_URL=[[:space:]]*//p' .env 2>/dev/null | tail -n 1 || true)}
+# The same for the SMTP server: MAIL_SERVER set means "no dev mail sink" (the app then sends there).
+EXTERNAL_MAIL_SERVER = $${MAIL_SERVER:-$$(sed -n 's/^[[:space:]]*MAIL_SERVER=[[:space:]]*//p' .env 2>/dev/null | tail -n 1 || true)}
 
 .PHONY: help venv llm tts env redis migrate run test test-fast bench clean
 
@@ -100,13 +102,15 @@ migrate: venv env
 
 # Runs honcho with the process names of Procfile.dev -- web first, since honcho hands
 # $PORT to the first process (+100 for each next one) -- minus redis when REDIS_URL
-# is set. .env is loaded without overriding the environment (as the app's settings
-# do), then the port defaults apply and REDIS_URL defaults to the local redis.
+# is set, and minus the mail sink when MAIL_SERVER is set. .env is loaded without
+# overriding the environment (as the app's settings do), then the port defaults apply
+# and REDIS_URL defaults to the local redis.
 run: venv llm tts env redis migrate
 	@mkdir -p var/redis var/mail
-	@external_redis="$(EXTERNAL_REDIS_URL)"; \
-	procs=$$(awk -F: -v skip="$${external_redis:+redis}" \
-	    '/^[A-Za-z0-9_-]+:/ && $$1 != skip { if ($$1 == "web") print $$1; else rest = rest $$1 "\n" } \
+	@external_redis="$(EXTERNAL_REDIS_URL)"; external_mail="$(EXTERNAL_MAIL_SERVER)"; \
+	if [ -n "$$external_mail" ]; then echo "MAIL_SERVER is set: mail goes to $$external_mail, no dev mail sink"; fi; \
+	procs=$$(awk -F: -v skip=" $${external_redis:+redis} $${external_mail:+mailsink} " \
+	    '/^[A-Za-z0-9_-]+:/ && index(skip, " " $$1 " ") == 0 { if ($$1 == "web") print $$1; else rest = rest $$1 "\n" } \
 	     END { printf "%s", rest }' Procfile.dev); \
 	exec $(VENV)/bin/dotenv -f .env run --no-override bash -c ' \
 	    export PORT="$${PORT:-$(DEFAULT_PORT)}" FLOWER_PORT="$${FLOWER_PORT:-$(DEFAULT_FLOWER_PORT)}"; \

@@ -17,6 +17,11 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+GUNICORN_CONFIG = str(ROOT / "api" / "gunicorn_worker.py")  # the gevent workers of both Procfiles
+# The Procfile's worker processes: role -> (queues, pool, concurrency). The llm worker's pool is
+# the one worker.llm_worker picks for a remote (or the echo) provider.
+PROCFILE_WORKERS = {"worker": ("default,files,tts", "prefork", 2), "mail": ("mail", "gevent", 20),
+                    "llm": ("llm", "gevent", 200)}
 _db_numbers = itertools.count(1)
 
 
@@ -103,7 +108,7 @@ class Stack:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def start_web(self, workers: int = 1, app: str = "api:create_app()", health: str = "/api/health") -> None:
-        proc = self._spawn("web", ["gunicorn", "--worker-class", "gevent", "--workers", str(workers),
+        proc = self._spawn("web", ["gunicorn", "--config", GUNICORN_CONFIG, "--workers", str(workers),
                                    "--worker-connections", "4000", "--backlog", "4096",
                                    "--bind", f"127.0.0.1:{self.port}", app])
 
@@ -129,6 +134,11 @@ class Stack:
         wait_until(lambda: workers.alive_queues(client) >= wanted, timeout=60, what=f"{role} to come up",
                    proc=proc, log=self.tmp / f"{role}.log")
         return proc
+
+    def start_procfile_workers(self) -> None:
+        """The Procfile's worker processes (PROCFILE_WORKERS), each up before the next starts."""
+        for role, (queues, pool, concurrency) in PROCFILE_WORKERS.items():
+            self.start_worker(role=role, queues=queues, pool=pool, concurrency=concurrency)
 
     def start_beat(self) -> None:
         self._spawn("beat", ["celery", "-A", "worker.celery_app", "beat", "--schedule",

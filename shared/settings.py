@@ -79,12 +79,23 @@ class Settings(BaseSettings):
     JOB_RETENTION_DAYS: int = 30
     SSE_KEEPALIVE_SECONDS: float = 15.0
     BROKER_VISIBILITY_TIMEOUT: int = 7200  # above the longest task: last resort only
+    # Time limits per task kind, seconds. The soft limit is a deadline the task checks (and, on
+    # a prefork pool, a signal that interrupts it); TIME_LIMIT_GRACE later the hard limit stops
+    # it regardless (kills a prefork child; times out a gevent greenlet). Either way the job
+    # ends failed with code time_limit, once, and is not run again.
+    MAIL_TIME_LIMIT: float = Field(60.0, gt=0)
+    FILES_TIME_LIMIT: float = Field(600.0, gt=0)
+    TTS_TIME_LIMIT: float = Field(900.0, gt=0)  # above a reply's speech follow limit (600 s)
+    CHAT_TIME_LIMIT: float = Field(300.0, gt=0)
+    MAINTENANCE_TIME_LIMIT: float = Field(120.0, gt=0)  # the sweeper, retention, probes
+    TIME_LIMIT_GRACE: float = Field(10.0, ge=0)
 
     # Files and knowledge
     STORAGE_DIR: str = "var/storage"
     UPLOAD_TYPES: str = "pdf,docx,txt,md,html,png,jpg,mp3,wav"
     UPLOAD_MAX_PAGES: int = 2000
     DOCX_MAX_UNCOMPRESSED: int = 100 * 1024 * 1024  # zip-bomb guard
+    PDF_MAX_PAGE_CONTENT_BYTES: int = Field(1024 * 1024, ge=1024)  # drawing instructions per page (decoded)
     CHUNK_CHARS: int = Field(800, ge=100)
     CHUNK_OVERLAP: int = Field(150, ge=0)
     RETRIEVAL_PROVIDER: Literal["builtin", "http"] = "builtin"
@@ -147,6 +158,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_production_secrets(self) -> "Settings":
+        self.MAIL_SERVER = self.MAIL_SERVER.strip() or "127.0.0.1"  # empty means unset: the dev mail sink
         if not self.is_production:
             self.SECRET_KEY = self.SECRET_KEY or DEV_SECRET
             self.JWT_SECRET_KEY = self.JWT_SECRET_KEY or DEV_SECRET + "-jwt"

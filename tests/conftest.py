@@ -148,12 +148,14 @@ def beat(worker):
 
 @pytest.fixture(scope="session")
 def live_server(app):
-    """The API under gunicorn with gevent workers, as in production, on a free port."""
+    """The API under gunicorn with the Procfiles' gevent workers (api/gunicorn_worker.py), on a free port."""
     import requests
+
+    from devtools.stack import GUNICORN_CONFIG
     port = free_port()
     log = open(_TMP / "gunicorn.log", "wb")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SSE_KEEPALIVE_SECONDS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--worker-class", "gevent", "--workers", "1",
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", GUNICORN_CONFIG, "--workers", "1",
                              "--bind", f"127.0.0.1:{port}", "api:create_app()"],
                             cwd=str(_TMP), env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

@@ -254,8 +254,8 @@ POOL_TROUBLE = r"MaxConnectionsError|Couldn't ack|Connection to broker lost"
 
 
 def start_default_layout(stack) -> None:
-    """The Procfile's processes: a prefork worker, the llm worker on a gevent pool, beat, 2 web workers."""
-    stack.start_worker(queues="default,mail,files,tts", pool="prefork", concurrency=2)
-    stack.start_worker(role="llm", queues="llm", pool="gevent", concurrency=200)
+    """The Procfile's processes: its workers (prefork for default,files,tts; gevent for mail and
+    the llm worker's remote providers), beat, 2 web workers."""
+    stack.start_procfile_workers()
     stack.start_beat()
     stack.start_web(workers=2)

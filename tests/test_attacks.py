@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import importlib
 import io
-import os
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
 
-from tests.support import bearer, free_port, wait_for_state, wait_until
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import bearer, wait_for_state
 
 # attack -> the existing tests that show the product withstands it
 ATTACKS_COVERED_ELSEWHERE = {
@@ -54,6 +48,9 @@ ATTACKS_COVERED_ELSEWHERE = {
     "request-id header injection": ["test_http::test_request_id_is_echoed_or_made"],
     "a production start with default, missing or short secrets": [
         "test_settings::test_production_refuses_weak_secrets"],
+    "Flower without credentials (pages, API, /metrics, /healthcheck, static), its password in `ps`": [
+        "test_ops::test_flower_wants_its_credentials_on_every_path_and_keeps_them_off_its_command_line",
+        "test_ops::test_flower_refuses_credentials_on_its_command_line_and_a_start_without_them"],
 }
 
 
@@ -312,46 +309,6 @@ def test_foreign_origins_get_no_cors_grant_on_real_requests(client, users):
             assert "Access-Control-Allow-Credentials" not in r.headers
     r = client.get("/api/user/profile", headers={**bearer(u["access_token"]), "Origin": "http://frontend.test"})
     assert r.headers["Access-Control-Allow-Origin"] == "http://frontend.test"
-
-
-# --- Flower ---
-
-@pytest.fixture(scope="module")
-def flower(redis_server, tmp_path_factory):
-    port = free_port()
-    log = tmp_path_factory.mktemp("flower") / "flower.log"
-    proc = subprocess.Popen([sys.executable, "-m", "worker.flower", f"--port={port}",  # as the Procfiles start it
-                             "--address=127.0.0.1", "--basic-auth=user:longpassword123"],
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=str(log.parent),
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-
-    def up():
-        try:
-            return requests.get(base, timeout=1).status_code in (200, 401)
-        except requests.RequestException:
-            return False
-    try:
-        wait_until(up, timeout=60, what="flower to listen", proc=proc, log=log)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def test_flower_wants_its_credentials(flower):
-    for path in ("/", "/tasks", "/workers", "/api/workers", "/api/tasks"):
-        r = requests.get(flower + path, timeout=10)
-        assert r.status_code == 401, (path, r.status_code)
-        # A browser asks for the credentials only when the 401 says how (Flower's --basic-auth does).
-        assert r.headers.get("WWW-Authenticate", "").startswith("Basic"), (path, dict(r.headers))
-        assert requests.get(flower + path, auth=("user", "wrong password"), timeout=10).status_code == 401
-        assert requests.get(flower + path, auth=("admin", "longpassword123"), timeout=10).status_code == 401
-    assert requests.get(flower + "/", auth=("user", "longpassword123"), timeout=10).status_code == 200
-    assert requests.get(flower + "/api/workers", auth=("user", "longpassword123"), timeout=10).status_code == 200
 
 
 def test_huge_paging_offsets_are_400_not_500(client, users):

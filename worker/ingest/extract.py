@@ -1,7 +1,10 @@
 """Text out of files, page by page where the format has pages.
 
 Raises `ExtractionError(code, message)` for what cannot be read: an encrypted PDF, a
-corrupt file, an unsafe archive (zip bomb), or a file with no text at all.
+corrupt file, an unsafe archive (zip bomb), a PDF page with more drawing instructions than
+PDF_MAX_PAGE_CONTENT_BYTES (`too_complex`: a page's cost is bounded before it is parsed), or a
+file with no text at all. A PDF is read page by page, calling `check()` before each page (the
+caller can stop it within a page too: `JobContext.interruptible`).
 """
 from __future__ import annotations
 
@@ -26,17 +29,19 @@ class ExtractionError(Exception):
         self.message = message
 
 
-def extract(path: Path, kind: str, progress: Callable[[int, int], None] | None = None) -> list[Page]:
+def extract(path: Path, kind: str, progress: Callable[[int, int], None] | None = None,
+            check: Callable[[], None] = lambda: None) -> list[Page]:
+    """The file's text as pages; `check` raises to stop (cancelled, out of time)."""
     readers = {"pdf": _pdf, "docx": _docx, "html": _html, "txt": _text, "md": _text}
     if kind not in readers:
         raise ExtractionError("not_indexable", f"{kind} files are stored, not indexed")
-    pages = readers[kind](path, progress) if kind == "pdf" else readers[kind](path)
+    pages = readers[kind](path, progress, check) if kind == "pdf" else readers[kind](path)
     if not any(text.strip() for _, text in pages):
         raise ExtractionError("no_text", "the file has no extractable text (a scanned document?)")
     return pages
 
 
-def _pdf(path: Path, progress) -> list[Page]:
+def _pdf(path: Path, progress, check) -> list[Page]:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
     try:
@@ -53,7 +58,13 @@ def _pdf(path: Path, progress) -> list[Page]:
         if total > limit:
             raise ExtractionError("too_many_pages", f"the PDF has {total} pages; the limit is {limit}")
         pages = []
+        max_bytes = get_settings().PDF_MAX_PAGE_CONTENT_BYTES
         for i, page in enumerate(reader.pages, start=1):
+            check()
+            size = _content_bytes(page)
+            if size > max_bytes:
+                raise ExtractionError("too_complex", f"page {i} has {size:,} bytes of drawing instructions; "
+                                                     f"the limit is {max_bytes:,}")
             pages.append((i, page.extract_text() or ""))
             if progress:
                 progress(i, total)
@@ -62,6 +73,17 @@ def _pdf(path: Path, progress) -> list[Page]:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
         raise ExtractionError("corrupt_file", f"the PDF cannot be read: {type(exc).__name__}") from exc
+
+
+def _content_bytes(page) -> int:
+    """The decoded size of a page's content streams: what extracting its text parses first."""
+    from pypdf.generic import ArrayObject
+    contents = page.get("/Contents")
+    if contents is None:
+        return 0
+    contents = contents.get_object()
+    streams = list(contents) if isinstance(contents, ArrayObject) else [contents]
+    return sum(len(s.get_object().get_data()) for s in streams)
 
 
 def _docx(path: Path) -> list[Page]:

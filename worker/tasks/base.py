@@ -8,24 +8,33 @@ result. The wrapper:
   beat's sweeper re-dispatches a job whose lease expired (a dead worker);
 - writes the terminal state first, then publishes the terminal event;
 - turns `Transient` into a Celery retry with exponential backoff and full jitter, and
-  `JobFailed` (or anything unexpected) into a failed job with {code, message}.
+  `JobFailed` (or anything unexpected) into a failed job with {code, message};
+- gives every task its kind's time limits (`time_limits`): the soft one is a deadline the
+  handler meets at its checks (`ctx.check_cancelled`, `ctx.token`) and, on a prefork pool, a
+  signal wherever it is; the hard one stops it regardless (`JobTask.on_failure` records it).
+  A job stopped either way ends `failed` with code `time_limit` once, and terminal: neither a
+  redelivered message nor the sweeper runs it again.
 """
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable
 
 import redis
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy import func, select, update
 
 from shared import events
+from shared.celery_config import route_for
 from shared.database import db, utcnow, write_tx
 from shared.logs import job_id_var, request_id_var
 from shared.models import Job, JobState
@@ -38,6 +47,7 @@ log = logging.getLogger(__name__)
 HOST = socket.gethostname()
 TOKEN_TTL_REFRESH = 5.0  # seconds between TTL refreshes of a stream while tokens flow
 REDIS_OUTAGE_WAIT = 60.0  # seconds a streaming reply waits for Redis before it is retried later
+INTERRUPT_EVERY = 0.2  # seconds between two checks of `JobContext.interruptible`
 
 
 class JobFailed(Exception):
@@ -59,6 +69,25 @@ class Cancelled(Exception):
     """Raised inside a handler when the job was cancelled."""
 
 
+class TimeLimitReached(JobFailed):
+    """Raised at a check once the job's soft time limit has passed."""
+
+    def __init__(self, seconds: float):
+        super().__init__("time_limit", f"stopped after its time limit of {seconds:g} s")
+
+
+# Each queue's time limit setting (the queue is the task name's prefix).
+LIMIT_SETTINGS = {"mail": "MAIL_TIME_LIMIT", "files": "FILES_TIME_LIMIT", "tts": "TTS_TIME_LIMIT",
+                  "llm": "CHAT_TIME_LIMIT", "default": "MAINTENANCE_TIME_LIMIT"}
+
+
+def time_limits(task_name: str) -> dict[str, float]:
+    """Celery's soft and hard time limits for a task, from its queue's setting."""
+    s = get_settings()
+    soft = getattr(s, LIMIT_SETTINGS[route_for(task_name)])
+    return {"soft_time_limit": soft, "time_limit": soft + s.TIME_LIMIT_GRACE}
+
+
 @dataclass
 class JobContext:
     job_id: str
@@ -66,6 +95,8 @@ class JobContext:
     user_id: str | None
     payload: dict[str, Any]
     attempt: int
+    time_limit: float = float("inf")  # seconds from `started`
+    started: float = field(default_factory=time.monotonic)
     lease_lost: threading.Event = field(default_factory=threading.Event)
     new_payload: dict[str, Any] | None = None
 
@@ -99,6 +130,7 @@ class JobContext:
                 time.sleep(0.5)
         if cancelled or self.lease_lost.is_set():
             raise Cancelled()
+        self.check_deadline()
 
     def progress(self, fraction: float, **data: Any) -> None:
         fraction = max(0.0, min(1.0, fraction))
@@ -110,8 +142,40 @@ class JobContext:
         return self.lease_lost.is_set() or bool(get_redis().exists(events.cancel_key(self.job_id)))
 
     def check_cancelled(self) -> None:
+        """Raises Cancelled when the job was cancelled, TimeLimitReached past its soft time limit."""
         if self.cancelled():
             raise Cancelled()
+        self.check_deadline()
+
+    def check_deadline(self) -> None:
+        if time.monotonic() - self.started > self.time_limit:
+            raise TimeLimitReached(self.time_limit)
+
+    @contextmanager
+    def interruptible(self):
+        """Within the block, stop wherever the code is (a long parse between two checks) once the job
+        is cancelled or taken over (its lease keeper saw it) or past its soft time limit.
+
+        A timer signal checks every INTERRUPT_EVERY seconds, without I/O (a handler that used Redis
+        could find its connection pool locked by the code it interrupted). Signals reach the main
+        thread only: elsewhere (gevent, threads) the block runs with its own checks alone.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def check(_signum, _frame):
+            if self.lease_lost.is_set():
+                raise Cancelled()
+            self.check_deadline()
+
+        previous = signal.signal(signal.SIGALRM, check)
+        signal.setitimer(signal.ITIMER_REAL, INTERRUPT_EVERY, INTERRUPT_EVERY)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
 
 def _owner() -> str:
@@ -280,7 +344,7 @@ def job_task(name: str, max_retries: int = 5, on_fail: Callable[[JobContext, dic
     """
 
     def decorator(handler: Callable[[JobContext], dict[str, Any] | None]):
-        @celery.task(name=name, bind=True, max_retries=max_retries, **options)
+        @celery.task(name=name, bind=True, base=JobTask, max_retries=max_retries, **{**time_limits(name), **options})
         def run(self, job_id: str) -> None:
             # The job's ids are in every log line of its run, and in none after it: a pool
             # process (or a gevent greenlet's context) goes on to run other tasks, the sweeper's too.
@@ -296,6 +360,7 @@ def job_task(name: str, max_retries: int = 5, on_fail: Callable[[JobContext, dic
                 request_id_var.reset(request_token)
 
         run.handler = handler
+        run.on_fail = on_fail
         return run
 
     return decorator
@@ -309,7 +374,8 @@ def _run(task, handler, job_id: str, on_fail) -> None:
     if job.request_id:
         request_id_var.set(job.request_id)
     owner = job.lease_owner
-    ctx = JobContext(job_id=job.id, kind=job.kind, user_id=job.user_id, payload=job.payload, attempt=job.attempts)
+    ctx = JobContext(job_id=job.id, kind=job.kind, user_id=job.user_id, payload=job.payload, attempt=job.attempts,
+                     time_limit=task.soft_time_limit or float("inf"))
     if job.attempts > 1:
         ctx.emit("restarted", {"attempt": job.attempts})
     leases.add(job.id, ctx.lease_lost)
@@ -330,6 +396,9 @@ def _run(task, handler, job_id: str, on_fail) -> None:
         raise task.retry(countdown=countdown, exc=exc)
     except JobFailed as exc:
         _fail(ctx, owner, exc.code, exc.message, on_fail)
+        return
+    except SoftTimeLimitExceeded:  # prefork: the soft limit's signal, wherever the handler was
+        _fail(ctx, owner, "time_limit", TimeLimitReached(ctx.time_limit).message, on_fail)
         return
     except Exception as exc:  # noqa: BLE001 - recorded on the job, logged with its stack
         log.exception("job %s crashed", job_id)
@@ -355,3 +424,39 @@ def _fail(ctx: JobContext, owner: str, code: str, message: str, on_fail=None) ->
     if _finish(ctx.job_id, owner, state=JobState.failed.value, error=error, **extra):
         ctx.emit("error", {"state": JobState.failed.value, "error": error})
         log.warning("job %s (%s) failed: %s: %s", ctx.job_id, ctx.kind, code, message)
+
+
+class JobTask(celery.Task):
+    """The base of job tasks: a job stopped by its hard time limit is recorded as failed.
+
+    Celery calls `on_failure` with TimeLimitExceeded where the pool enforces the hard limit: in
+    the prefork parent just before it kills the child, in the gevent greenlet that timed out;
+    and with SoftTimeLimitExceeded when the soft limit's signal came after the handler returned.
+    The failure is written only if the job still runs (the child may have finished first),
+    and the message is acked (task_acks_on_timeout), so nothing runs the job again.
+    """
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        if not (isinstance(exc, (TimeLimitExceeded, SoftTimeLimitExceeded)) and args):
+            return
+        try:  # never raise here: the prefork pool kills the stuck child only after this returns
+            with flask_app().app_context():
+                try:
+                    _fail_stopped(self, str(args[0]))
+                finally:
+                    db.session.remove()
+        except Exception:  # noqa: BLE001 - the lease then expires and the sweeper runs it again
+            log.exception("could not record job %s as stopped by its time limit", args[0])
+
+
+def _fail_stopped(task, job_id: str) -> None:
+    c = JOBS.c
+    row = db.session.execute(select(c.kind, c.user_id, c.payload, c.attempts, c.lease_owner).where(
+        c.id == job_id, c.state == JobState.running.value)).first()
+    db.session.commit()
+    if row is None:
+        return
+    ctx = JobContext(job_id=job_id, kind=row.kind, user_id=row.user_id, payload=dict(row.payload or {}),
+                     attempt=row.attempts, time_limit=task.soft_time_limit or task.time_limit)
+    message = f"stopped by its hard time limit of {task.time_limit:g} s"
+    _fail(ctx, row.lease_owner, "time_limit", message, task.on_fail)

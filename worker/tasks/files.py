@@ -1,24 +1,27 @@
 """The files queue: extract an upload's text, chunk it, embed it, index it.
 
 Status goes processing -> ready (or failed with the reason); images and audio end as
-`stored`. A re-run replaces the file's chunks, so running twice indexes once.
+`stored`. A re-run replaces the file's chunks, so running twice indexes once. Extraction
+checks for cancellation and the time limit before each page, and is interrupted within one
+(a few times a second): a cancelled file is `failed` with code `cancelled`, a timed-out one
+with `time_limit`.
 """
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, insert, select, update
 
 from shared.database import db, write_tx
 from shared.knowledge import embeddings, http_rag
 from shared.knowledge.builtin import index_changed
-from shared.models import Chunk, File, FileScope, FileStatus
+from shared.models import Chunk, File, FileScope, FileStatus, Job, JobState
 from shared.settings import get_settings
 from shared.storage import get_storage
 from worker.ingest.chunking import chunk_pages
 from worker.ingest.extract import ExtractionError, extract
-from worker.tasks.base import JobContext, JobFailed, Transient, job_task
+from worker.tasks.base import Cancelled, JobContext, JobFailed, Transient, job_task
 
 INDEXED = {"pdf", "docx", "txt", "md", "html"}
 BATCH = 256
@@ -36,6 +39,17 @@ def _file_failed(ctx: JobContext, error: dict) -> None:
 
 @job_task("files.process", max_retries=3, on_fail=_file_failed)
 def process_file(ctx: JobContext) -> dict:
+    """Index one uploaded file; a cancelled job leaves the file `failed` with code `cancelled`."""
+    try:
+        return _process(ctx)
+    except Cancelled:  # or taken over by another worker after a stall: that one goes on
+        with write_tx():
+            if db.session.execute(select(Job.state).where(Job.id == ctx.job_id)).scalar() == JobState.cancelled.value:
+                _file_failed(ctx, {"code": "cancelled", "message": "cancelled by the user"})
+        raise
+
+
+def _process(ctx: JobContext) -> dict:
     s = get_settings()
     f = db.session.get(File, ctx.payload["file_id"])
     if f is None:
@@ -55,8 +69,9 @@ def process_file(ctx: JobContext) -> dict:
         if s.RETRIEVAL_PROVIDER == "http":
             return _forward(ctx, file_id, owner, name, path, scope)
         try:
-            pages = extract(path, kind, progress=lambda i, n: ctx.emit(
-                "progress", {"progress": round(0.5 * i / n, 3), "stage": "extracting", "page": i, "pages": n}))
+            with ctx.interruptible():
+                pages = extract(path, kind, check=ctx.check_cancelled, progress=lambda i, n: ctx.emit(
+                    "progress", {"progress": round(0.5 * i / n, 3), "stage": "extracting", "page": i, "pages": n}))
         except ExtractionError as exc:
             raise JobFailed(exc.code, exc.message) from exc
 

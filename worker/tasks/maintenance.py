@@ -8,6 +8,7 @@ The sweeper re-dispatches
     is the only way it happens); a retry waiting for its ETA is not asked about before then;
 (d) as a last resort, any queued job sent more than REDISPATCH_QUEUED_AFTER ago.
 Each re-dispatch is a conditional update first, so two sweepers never send one job twice.
+A job stopped by its time limit is `failed` (terminal): none of these rules sends it again.
 """
 from __future__ import annotations
 
@@ -24,14 +25,14 @@ from shared.redis_client import get_redis
 from shared.settings import get_settings
 from worker.app_context import flask_app
 from worker.celery_app import celery
-from worker.tasks.base import JobContext, job_task
+from worker.tasks.base import JobContext, job_task, time_limits
 
 log = logging.getLogger(__name__)
 BATCH = 200
 LOST_BATCH = 1000  # queued jobs looked up in the broker per sweep
 
 
-@celery.task(name="default.sweep_jobs", ignore_result=True)
+@celery.task(name="default.sweep_jobs", ignore_result=True, **time_limits("default.sweep_jobs"))
 def sweep_jobs() -> int:
     s = get_settings()
     sent = 0
@@ -108,7 +109,7 @@ def _resend_lost(s, now, stale) -> int:
     return sent
 
 
-@celery.task(name="default.purge_old_jobs", ignore_result=True)
+@celery.task(name="default.purge_old_jobs", ignore_result=True, **time_limits("default.purge_old_jobs"))
 def purge_old_jobs() -> int:
     cutoff = utcnow() - timedelta(days=get_settings().JOB_RETENTION_DAYS)
     with flask_app().app_context():
