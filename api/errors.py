@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
-from api.extensions.limiter import retry_after_seconds
+from api.extensions.limiter import RateLimited, retry_after_seconds
 from shared.jobs import JobLimitExceeded
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,11 @@ def register_error_handlers(app: Flask) -> None:
     def _job_limit(exc: JobLimitExceeded):
         return error_response(429, "too_many_jobs", str(exc), {"kind": exc.kind, "limit": exc.limit},
                               {"Retry-After": "5"})
+
+    @app.errorhandler(RateLimited)
+    def _rate_limited(exc: RateLimited):
+        return error_response(429, "rate_limited", str(exc), {"limit": exc.limit, "retry_after": exc.retry_after},
+                              {"Retry-After": str(exc.retry_after)})
 
     @app.errorhandler(ValidationError)
     def _validation(exc: ValidationError):

@@ -120,7 +120,9 @@ def _measured_round(stack, redis_pid: int, tokens: list[str], n: int, post_path:
 
 def run(env: Environment, results: Results, quick: bool = False) -> None:
     sizes = [10, 25] if quick else [50, 100, 250, 500, 1000]
-    stack = env.stack("streams", LLM_PROVIDER="echo", LLM_ECHO_RATE="20", LLM_ECHO_TOKENS="40")
+    # Each of the 20 users follows up to N/20 streams at once.
+    stack = env.stack("streams", LLM_PROVIDER="echo", LLM_ECHO_RATE="20", LLM_ECHO_TOKENS="40",
+                      MAX_STREAMS_PER_USER=str(max(sizes)))
     stack.start_worker(role="llm", queues="llm", pool="gevent", concurrency=max(sizes) + 50)
     stack.start_web(workers=2)
     tokens = [env.user()[1] for _ in range(20)]

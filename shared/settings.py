@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     MAX_CONTENT_LENGTH: int = 1024 * 1024  # JSON bodies; uploads have their own limit
     UPLOAD_MAX_BYTES: int = 25 * 1024 * 1024
     MAX_ACTIVE_JOBS_PER_KIND: int = Field(20, ge=1)  # queued or running, per user and kind
+    # Per signed-in user (keyed on the user id), in Flask-Limiter's notation: 429 `rate_limited` beyond.
+    CHAT_RATE_LIMIT: str = "30/minute"  # POST /api/chat/send
+    TTS_RATE_LIMIT: str = "20/minute"  # POST /api/tts
+    UPLOAD_RATE_LIMIT: str = "60/hour"  # POST /api/upload/file
+    SEARCH_RATE_LIMIT: str = "60/minute"  # POST /api/knowledge/search
+    STORAGE_QUOTA_BYTES: int = Field(1024 ** 3, ge=0)  # a user's files and audio clips together
+    MAX_FILES_PER_USER: int = Field(1000, ge=0)
+    MAX_STREAMS_PER_USER: int = Field(50, ge=1)  # open event streams (per client IP for anonymous links)
     RATELIMIT_ENABLED: bool = True
     RATELIMIT_AUTH: str = "30/minute;300/hour"
     # send-code: per address and purpose however spelled, from anywhere; per address, purpose and
@@ -95,6 +103,9 @@ class Settings(BaseSettings):
     UPLOAD_TYPES: str = "pdf,docx,txt,md,html,png,jpg,mp3,wav"
     UPLOAD_MAX_PAGES: int = 2000
     DOCX_MAX_UNCOMPRESSED: int = 100 * 1024 * 1024  # zip-bomb guard
+    # Read from the archive's end records before anything is parsed: beyond either, an upload is 415.
+    DOCX_MAX_ENTRIES: int = Field(5000, ge=1)
+    DOCX_MAX_DIRECTORY_BYTES: int = Field(1024 * 1024, ge=1024)
     PDF_MAX_PAGE_CONTENT_BYTES: int = Field(1024 * 1024, ge=1024)  # drawing instructions per page (decoded)
     CHUNK_CHARS: int = Field(800, ge=100)
     CHUNK_OVERLAP: int = Field(150, ge=0)

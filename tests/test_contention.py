@@ -48,7 +48,8 @@ def layout(make_stack, tmp_path_factory):
                        LLM_ECHO_TOKENS=str(ECHO_TOKENS), SSE_KEEPALIVE_SECONDS="2", **SWEEPER_ENV,
                        **UNTHROTTLED_ENV,
                        # The open-streams test holds jobs that were never sent: not "lost" while it runs.
-                       REQUEUE_LOST_AFTER="600")
+                       REQUEUE_LOST_AFTER="600",
+                       MAX_STREAMS_PER_USER=str(STREAMS))  # its one user follows them all at once
     start_default_layout(stack)
     yield stack, database
     stack.close()

@@ -21,6 +21,8 @@ bp = APIBlueprint("files", __name__, url_prefix="/api", abp_tags=[Tag(name="file
 def _upload_limit():
     if request.endpoint == "files.upload_file":
         request.max_content_length = get_settings().UPLOAD_MAX_BYTES + 64 * 1024  # plus multipart overhead
+        # The multipart parser reads 64 KB at a time: other requests run between its reads.
+        request.environ["wsgi.input"] = files.Yielding(request.environ["wsgi.input"])
 
 
 @bp.post("/upload/file", responses={202: UploadResponse, 200: UploadResponse})

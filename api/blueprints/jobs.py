@@ -102,7 +102,9 @@ def cancel_job(path: JobPath):
 def job_events(path: JobPath):
     """Server-Sent Events: progress and kind-specific events, then one of done, error or cancelled.
 
-    Resume with the Last-Event-ID header (or `last_event_id` query parameter).
+    Resume with the Last-Event-ID header (or `last_event_id` query parameter). A user may hold
+    MAX_STREAMS_PER_USER streams open at once (an anonymous link: per client IP); 429
+    `too_many_streams` beyond, before the stream starts.
     """
     user = authenticate(job_service.resource(path.job_id))
     job = job_service.get_owned(path.job_id, user)
@@ -111,6 +113,7 @@ def job_events(path: JobPath):
         raise APIError(400, "invalid_last_event_id", "Last-Event-ID must look like 1700000000000-0")
     final = final_event(job)
     job_id = job.id
+    slot = sse.StreamSlot.open(f"user:{user.id}" if user else f"ip:{request.remote_addr}")
     db.session.remove()  # hold no database connection while streaming
 
     app = current_app._get_current_object()
@@ -122,9 +125,11 @@ def job_events(path: JobPath):
 
     def generate():
         try:
-            yield from sse.stream(job_id, last_id, final, recheck)
+            yield from sse.stream(job_id, last_id, final, recheck, slot.touch)
         except redis.exceptions.RedisError:
             return  # the client reconnects with Last-Event-ID
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
-    return Response(generate(), mimetype="text/event-stream", headers=headers)
+    resp = Response(generate(), mimetype="text/event-stream", headers=headers)
+    resp.call_on_close(slot.close)  # also when the body was never read
+    return resp

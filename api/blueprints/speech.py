@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask_openapi3 import APIBlueprint, Tag
 
 from api.errors import APIError
-from api.schemas.common import ERRORS
+from api.schemas.common import ERRORS, ErrorResponse
 from api.schemas.speech import AudioPath, TTSBody, TTSResponse, VoicesResponse
 from api.security import authenticate
 from api.services import speech
@@ -14,7 +14,7 @@ bp = APIBlueprint("speech", __name__, url_prefix="/api", abp_tags=[Tag(name="spe
                   abp_security=[{"bearer": []}], abp_responses=ERRORS)
 
 
-@bp.post("/tts", responses={202: TTSResponse})
+@bp.post("/tts", responses={202: TTSResponse, 413: ErrorResponse})
 def tts(body: TTSBody):
     """Turn text into speech. The job's stream has an `audio` event per sentence; its result holds
     audio_url, duration and voice."""

@@ -15,6 +15,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from api.errors import APIError
+from api.extensions.limiter import per_user
 from api.security import url_binding
 from api.services.jobs import caller_session, cancel
 from shared import events
@@ -71,6 +72,7 @@ def send(user: User, body: dict, idempotency_key: str | None) -> dict:
         found = _find_key(user.id, idempotency_key)
         if found:
             return _replay(found, request_hash)
+    per_user(get_settings().CHAT_RATE_LIMIT, "chat", user.id)  # a replay queues nothing: not counted
     conversation_id = body.get("conversation_id")
     if conversation_id:
         get_conversation(user, conversation_id)

@@ -1,7 +1,13 @@
-"""Speech requests: validate against the voices the tts workers publish, queue the job, serve audio."""
+"""Speech requests: validate against the voices the tts workers publish, queue the job, serve audio.
+
+A request counts against its user's TTS_RATE_LIMIT and needs room left in their storage quota
+(the clip it makes counts against it).
+"""
 from __future__ import annotations
 
 from api.errors import APIError
+from api.extensions.limiter import per_user
+from api.services.files import ensure_room
 from api.services.jobs import enqueue, envelope
 from shared.database import db
 from shared.models import AudioClip, User
@@ -25,6 +31,8 @@ def request_speech(user: User, text: str, voice: str | None, fmt: str | None) ->
     if len(text) > s.TTS_MAX_CHARS:
         raise APIError(400, "text_too_long", f"the text is longer than {s.TTS_MAX_CHARS} characters",
                        {"limit": s.TTS_MAX_CHARS})
+    per_user(s.TTS_RATE_LIMIT, "tts", user.id)
+    ensure_room(user.id, 1, new_file=False)  # the clip to come needs a byte at least
     published = voices()
     known = {v["id"] for v in published["voices"]}
     if voice is not None and voice not in known:
