@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 from flask import Flask, jsonify, request
+from flask_limiter import RateLimitExceeded
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
@@ -108,9 +109,8 @@ def register_error_handlers(app: Flask) -> None:
         headers = {}
         if exc.code == 405 and hasattr(exc, "valid_methods") and exc.valid_methods:
             headers["Allow"] = ", ".join(exc.valid_methods)
-        if exc.code == 429:  # Flask-Limiter's: the same code as the limits services count themselves
-            code = "rate_limited"
-            headers["Retry-After"] = str(retry_after_seconds())
+        if isinstance(exc, RateLimitExceeded):  # a route's limit: answered as every other rate limit
+            return _rate_limited(RateLimited(exc.limit.limit, retry_after_seconds()))
         message = exc.description or exc.name
         if exc.code == 413:
             message = "the request body is too large"

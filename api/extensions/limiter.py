@@ -29,7 +29,8 @@ def retry_after_seconds() -> int:
 
 
 class RateLimited(Exception):
-    """Raised by `per_user` past a limit; api.errors answers 429 `rate_limited` with Retry-After."""
+    """Raised past a limit (counted here, by codes, or Flask-Limiter's on a route): api.errors
+    answers every one alike, 429 `rate_limited` with Retry-After."""
 
     def __init__(self, item: RateLimitItem, retry_after: int):
         super().__init__(f"too many requests: at most {item}; try again in {retry_after} s")
@@ -46,8 +47,13 @@ def per_user(limit_value: str, scope: str, user_id: str) -> None:
     key = (KEY_PREFIX, scope, "user", user_id)
     for item in parse_many(limit_value):
         if not strategy.hit(item, *key):
-            reset_at = strategy.get_window_stats(item, *key).reset_time
-            raise RateLimited(item, max(1, math.ceil(reset_at - time.time())))
+            raise exceeded(item, key)
+
+
+def exceeded(item: RateLimitItem, key: tuple[str, ...]) -> RateLimited:
+    """The RateLimited for `item` under `key`, with the seconds until its window resets."""
+    reset_at = limiter.limiter.get_window_stats(item, *key).reset_time
+    return RateLimited(item, max(1, math.ceil(reset_at - time.time())))
 
 
 def init_app(app: Flask) -> None:

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import secrets
-import time
 
-from limits import RateLimitItem, parse_many
+from limits import parse_many
 
 from api.errors import APIError
-from api.extensions.limiter import KEY_PREFIX, limiter
+from api.extensions.limiter import KEY_PREFIX, exceeded, limiter
 from shared.redis_client import get_redis
 from shared.settings import get_settings
 
@@ -83,15 +81,8 @@ def send_key(email: str, purpose: str) -> tuple[str, ...]:
     return KEY_PREFIX, "send-code", purpose, _hash(email)
 
 
-def _refuse(item: RateLimitItem, key: tuple[str, ...]) -> None:
-    reset_at = limiter.limiter.get_window_stats(item, *key).reset_time
-    seconds = max(1, math.ceil(reset_at - time.time()))
-    raise APIError(429, "rate_limited", f"too many requests: at most {item}; try again in {seconds} s",
-                   {"limit": str(item), "retry_after": seconds}, {"Retry-After": str(seconds)})
-
-
 def throttle_send(email: str, purpose: str, ip: str) -> None:
-    """Count a code request for the normalised `email`, or raise 429 `rate_limited` with Retry-After.
+    """Count a code request for the normalised `email`, or raise RateLimited (429 `rate_limited`).
 
     The per-address limit counts every request however the address was spelled and from
     wherever it came; the per-address-and-IP limit is only counted when the first allows the
@@ -106,9 +97,9 @@ def throttle_send(email: str, purpose: str, ip: str) -> None:
     per_address_ip = [(item, (*address, ip)) for item in parse_many(s.RATELIMIT_SEND_CODE_EMAIL_IP)]
     for item, key in per_address_ip:
         if not strategy.test(item, *key):
-            _refuse(item, key)
+            raise exceeded(item, key)
     for item, key in per_address:
         if not strategy.hit(item, *key):
-            _refuse(item, key)
+            raise exceeded(item, key)
     for item, key in per_address_ip:
         strategy.hit(item, *key)
