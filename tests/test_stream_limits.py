@@ -55,7 +55,8 @@ def open_stream(url: str, token: str, job_id: str) -> requests.Response:
     """GET the job's events; when accepted, wait until the stream has begun."""
     r = requests.get(f"{url}/api/jobs/{job_id}/events", headers=bearer(token), stream=True, timeout=10)
     if r.status_code == 200:
-        assert next(r.iter_content(chunk_size=None)).startswith(b"retry:")
+        r.chunks = r.iter_content(chunk_size=None)  # kept: a dropped iterator closes the connection
+        assert next(r.chunks).startswith(b"retry:")
     return r
 
 

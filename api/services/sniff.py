@@ -55,7 +55,7 @@ def _text_kind(head: bytes, name: str) -> str | None:
             return None
         text = head[:exc.start].decode("utf-8")
     start = text.lstrip("\ufeff \t\r\n")[:1024].lower()
-    if start.startswith("<!doctype html") or start.startswith("<html") or "<html" in start[:200]:
+    if start.startswith(("<!doctype html", "<html")) or "<html" in start[:200]:
         return "html"
     return "md" if Path(name).suffix.lower() in {".md", ".markdown"} else "txt"
 

@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 import uuid
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import redis
 
@@ -66,7 +66,7 @@ return 1
 class StreamSlot:
     """One open event stream, counted in Redis against its owner's MAX_STREAMS_PER_USER.
 
-    The stream renews its entry once per keep-alive period and frees it when its response
+    The stream renews its entry at every keep-alive and frees it when its response
     closes. The entry of a stream whose process was killed expires TTL_KEEPALIVES periods
     after its last renewal, so a dead process holds no slot for longer than that.
     """
@@ -81,7 +81,7 @@ class StreamSlot:
         self._renewed = time.monotonic()
 
     @classmethod
-    def open(cls, owner: str) -> "StreamSlot":
+    def open(cls, owner: str) -> StreamSlot:
         """Take a slot for `owner` ("user:<id>", or "ip:<address>" for an anonymous link), or raise 429."""
         limit = get_settings().MAX_STREAMS_PER_USER
         slot = cls(owner)
@@ -92,9 +92,9 @@ class StreamSlot:
         return slot
 
     def touch(self) -> None:
-        """Renew the entry, at most once per keep-alive period."""
+        """Renew the entry, at most twice per keep-alive period."""
         now = time.monotonic()
-        if now - self._renewed >= self.period:
+        if now - self._renewed >= self.period / 2:
             self._renewed = now
             get_redis().eval(_TOUCH_SLOT, 1, self.key, self.ttl, self.id)
 
