@@ -193,6 +193,7 @@ def test_storage_quota_counts_files_and_audio_once_and_refuses_before_storing(ap
     assert upload(client, token, b"e" * 50, "e.txt").status_code == 202  # exactly full
     r = upload(client, token, b"f", "f.txt")
     assert r.status_code == 413 and r.get_json()["error"]["details"] == {"resource": "files", "used": 3, "limit": 3}
+    assert upload(client, token, b, "b-again.txt").status_code == 200  # full, and yet the file it has
     r = client.post("/api/tts", headers=bearer(token), json={"text": "no room for this"})
     assert r.status_code == 413 and r.get_json()["error"]["code"] == "quota_exceeded"
 
