@@ -124,21 +124,27 @@ class Stack:
         proc = self._spawn(role, ["celery", "-A", app, "worker", "-Q", queues, "-P", pool,
                                   "-c", str(concurrency), "--without-mingle", "--without-gossip",
                                   "-n", f"{role}-{self.port}@%h", "-l", "INFO"])
-        if not wait:
-            return proc
+        if wait:
+            self.wait_for_worker(role, queues)
+        return proc
+
+    def wait_for_worker(self, role: str, queues: str) -> None:
+        """Until a live worker consumes each of `queues` (comma-separated)."""
         import redis
 
         from shared import workers
         client = redis.Redis.from_url(self.redis_url, decode_responses=True)
         wanted = set(queues.split(","))
         wait_until(lambda: workers.alive_queues(client) >= wanted, timeout=60, what=f"{role} to come up",
-                   proc=proc, log=self.tmp / f"{role}.log")
-        return proc
+                   proc=self.procs[role], log=self.tmp / f"{role}.log")
+        client.close()
 
     def start_procfile_workers(self) -> None:
-        """The Procfile's worker processes (PROCFILE_WORKERS), each up before the next starts."""
+        """The Procfile's worker processes (PROCFILE_WORKERS), started together, then each waited for."""
         for role, (queues, pool, concurrency) in PROCFILE_WORKERS.items():
-            self.start_worker(role=role, queues=queues, pool=pool, concurrency=concurrency)
+            self.start_worker(role=role, queues=queues, pool=pool, concurrency=concurrency, wait=False)
+        for role, (queues, _, _) in PROCFILE_WORKERS.items():
+            self.wait_for_worker(role, queues)
 
     def start_beat(self) -> None:
         self._spawn("beat", ["celery", "-A", "worker.celery_app", "beat", "--schedule",
@@ -146,18 +152,30 @@ class Stack:
 
     def stop(self, role: str, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
         proc = self.procs.pop(role, None)
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        if proc is not None and _signal(proc, sig):
+            _reap(proc, timeout)
 
     def close(self) -> None:
-        for role in list(self.procs):
-            self.stop(role)
+        """Stop every process: all are signalled at once, then each is waited for (killed after 20 s)."""
+        procs = [self.procs.pop(role) for role in list(self.procs)]
+        for proc in [p for p in procs if _signal(p, signal.SIGTERM)]:
+            _reap(proc, 20)
+
+
+def _signal(proc: subprocess.Popen, sig: int) -> bool:
+    """Signal the process's group; False when it has already ended."""
+    if proc.poll() is not None:
+        return False
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _reap(proc: subprocess.Popen, timeout: float) -> None:
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)

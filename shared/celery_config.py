@@ -1,7 +1,8 @@
 """Celery configuration shared by the worker and by the API, which only sends tasks by name.
 
 One queue per area; routing by the task name's prefix (`mail.send` goes to `mail`).
-Nothing is lost: late acks, requeue when a pool child dies, prefetch 1.
+Nothing is lost: late acks, requeue when a pool child dies, prefetch 1. A task stopped by its
+hard time limit is acked, not requeued: its job is recorded failed (worker/tasks/base.py).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def make_celery(main: str) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
+        task_acks_on_timeout=True,  # a hard time limit's kill is not a lost worker: no redelivery
         worker_prefetch_multiplier=1,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_transport_options={

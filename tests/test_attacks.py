@@ -7,7 +7,6 @@ import io
 import time
 import uuid
 
-import pytest
 import requests
 
 from tests.support import bearer, wait_for_state

@@ -42,8 +42,8 @@ def _make_run(folder: Path, dotenv: str, **env: str) -> list[str]:
         (folder / ".venv/bin/dotenv").symlink_to(Path(sys.executable).parent / "dotenv")  # the real one
     (folder / ".env").write_text(dotenv)
     base = {k: v for k, v in os.environ.items() if k not in ("MAIL_SERVER", "REDIS_URL", "MAKEFLAGS")}
-    out = subprocess.run(["make", "-s", "run"], cwd=folder, env={**base, **env}, capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(["make", "-s", "run"], check=False, cwd=folder, env={**base, **env}, capture_output=True,
+                         text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     started = [line for line in out.stdout.splitlines() if line.startswith("honcho: ")]
     assert len(started) == 1, out.stdout
@@ -55,7 +55,8 @@ def test_make_run_starts_the_mail_sink_only_when_mail_server_is_unset(tmp_path):
     folder = tmp_path / "checkout"
     secrets = "FLOWER_BASIC_AUTH=admin:some-password\n"
     everything = _make_run(folder, secrets)
-    assert everything[0] == "web" and {"mailsink", "redis", "worker", "mail", "llm", "beat", "flower"} <= set(everything)
+    assert everything[0] == "web"
+    assert {"mailsink", "redis", "worker", "mail", "llm", "beat", "flower"} <= set(everything)
     assert "mailsink" not in _make_run(folder, secrets, MAIL_SERVER="smtp.example.com")  # from the environment
     in_dotenv = _make_run(folder, secrets + "# MAIL_SERVER=commented.example\nMAIL_SERVER=127.0.0.1\n")
     assert "mailsink" not in in_dotenv and "redis" in in_dotenv
@@ -115,8 +116,8 @@ def test_flower_refuses_credentials_on_its_command_line_and_a_start_without_them
     env["PYTHONPATH"] = str(ROOT)
     for args, extra in ((["--basic-auth=user:password123456"], {"FLOWER_BASIC_AUTH": "user:password123456"}),
                         ([], {}), ([], {"FLOWER_BASIC_AUTH": "user-without-password"})):
-        out = subprocess.run([sys.executable, "-m", "worker.flower", "--port=1", *args], env={**env, **extra},
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run([sys.executable, "-m", "worker.flower", "--port=1", *args], check=False,
+                             env={**env, **extra}, capture_output=True, text=True, timeout=60)
         assert out.returncode != 0 and "FLOWER_BASIC_AUTH" in out.stderr, (args, out.stderr[-500:])
 
 

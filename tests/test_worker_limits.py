@@ -24,7 +24,14 @@ import redis
 
 from devtools.stack import PROCFILE_WORKERS, ROOT
 from shared.celery_config import QUEUES
-from tests.fire import SWEEPER_ENV, UNTHROTTLED_ENV, Client, IsolatedDatabase, alive, start_default_layout
+from tests.fire import (
+    SWEEPER_ENV,
+    UNTHROTTLED_ENV,
+    Client,
+    IsolatedDatabase,
+    alive,
+    start_default_layout,
+)
 from tests.support import wait_until
 
 
@@ -36,8 +43,9 @@ def hostile_pdf(pages: int, stream_bytes: int) -> bytes:
     objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, pages),
                b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
                b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(content), content)]
-    objects += [b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
-                b"/Contents 4 0 R >>"] * pages
+    page = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
+            b"/Contents 4 0 R >>")
+    objects += [page] * pages
     out, offsets = io.BytesIO(), []
     out.write(b"%PDF-1.4\n")
     for n, body in enumerate(objects, start=1):
@@ -121,8 +129,8 @@ def test_mail_is_not_starved_by_long_file_jobs_and_a_hostile_pdf_stops_within_5s
     user = database.user()
     client = Client(stack.url, token=user["access_token"])
     uploads = [_upload(client, slow_pdf(pages)) for pages in (40, 41)]  # both pool processes of the files worker
-    for up in uploads:
-        wait_until(lambda: _job(database, up["job_id"])[0] == "running", timeout=15, what="the file job to start")
+    for job_id in (up["job_id"] for up in uploads):
+        wait_until(lambda j=job_id: _job(database, j)[0] == "running", timeout=15, what="the file job to start")
     for _ in range(2):  # twice, a sign-up mail each time, while both stay busy
         address = f"starved-{uuid.uuid4().hex[:10]}@example.com"
         t0 = time.monotonic()
@@ -135,7 +143,7 @@ def test_mail_is_not_starved_by_long_file_jobs_and_a_hostile_pdf_stops_within_5s
         t0 = time.monotonic()
         answer = client.call("DELETE", f"/api/jobs/{up['job_id']}")
         assert answer.status == 200 and answer.body["state"] == "cancelled", answer.body
-        wait_until(lambda: _file(database, up["file"]["id"])[0] == "failed", timeout=10, interval=0.1,
+        wait_until(lambda f=up["file"]["id"]: _file(database, f)[0] == "failed", timeout=10, interval=0.1,
                    what="the cancelled file to be failed")
         took = time.monotonic() - t0
         assert took < 5, f"the cancelled file was failed {took:.1f} s after the cancel"
@@ -151,8 +159,21 @@ def test_the_reviewers_pdf_three_pages_sharing_2mb_is_refused_at_once(layout):
     t0 = time.monotonic()
     wait_until(lambda: _file(database, up["file"]["id"])[0] == "failed", timeout=15, what="the PDF to be failed")
     assert time.monotonic() - t0 < 5
-    status, error = _file(database, up["file"]["id"])
+    error = _file(database, up["file"]["id"])[1]
     assert _code(error) == "too_complex" and _job(database, up["job_id"])[0] == "failed", error
+
+
+@pytest.mark.slow
+def test_readiness_names_the_mail_queue_when_the_mail_worker_is_gone(layout):
+    stack, _ = layout
+    client = Client(stack.url)
+    assert client.get("/api/health/ready").status == 200
+    stack.stop("mail")
+    wait_until(lambda: client.get("/api/health/ready").status == 503, timeout=20,
+               what="readiness to notice the mail worker is gone")
+    answer = client.get("/api/health/ready")
+    checks = answer.body["error"]["details"]
+    assert checks["queue:mail"] != "ok" and all(v == "ok" for k, v in checks.items() if k != "queue:mail"), checks
 
 
 class SilentSMTP:
@@ -179,15 +200,15 @@ class SilentSMTP:
 
 @pytest.fixture(scope="module")
 def limited(make_stack, tmp_path_factory):
-    """Low limits: files 2 s (+1 s grace), mail 1 s (+1 s) to an SMTP server that hangs for 30 s."""
+    """Low limits: files 2 s (+1 s grace), mail 1 s (+1 s) to an SMTP server that hangs for 30 s,
+    chat 1 s (+1 s) for replies of 8 s (echo, 5 tokens/s)."""
     silent = SilentSMTP()
     database = IsolatedDatabase(tmp_path_factory.mktemp("limits-db"))
     stack = make_stack("limits", DATABASE_URL=database.url, FILES_TIME_LIMIT="2", MAIL_TIME_LIMIT="1",
-                       TIME_LIMIT_GRACE="1", MAIL_SERVER="127.0.0.1", MAIL_PORT=str(silent.port), MAIL_TIMEOUT="30",
+                       CHAT_TIME_LIMIT="1", TIME_LIMIT_GRACE="1", LLM_ECHO_RATE="5", LLM_ECHO_TOKENS="40",
+                       MAIL_SERVER="127.0.0.1", MAIL_PORT=str(silent.port), MAIL_TIMEOUT="30",
                        **SWEEPER_ENV, **UNTHROTTLED_ENV)
-    for role in ("worker", "mail"):
-        queues, pool, concurrency = PROCFILE_WORKERS[role]
-        stack.start_worker(role=role, queues=queues, pool=pool, concurrency=concurrency)
+    stack.start_procfile_workers()
     stack.start_beat()
     stack.start_web()
     yield stack, database
@@ -270,3 +291,22 @@ def test_mail_on_its_gevent_pool_is_stopped_by_its_hard_limit_once(limited):
     assert time.monotonic() - t0 < 8
     assert re.search(r"hard time limit of 2 s", str(_job(database, job_id)[2])), _job(database, job_id)
     _assert_stopped_once(stack, database, job_id, "time_limit")
+
+
+@pytest.mark.slow
+def test_a_reply_on_the_llm_workers_gevent_pool_meets_its_deadline_once(limited):
+    """gevent, soft limit as a deadline the reply checks with each token: the job fails with
+    `time_limit` at 1 s (of an 8 s reply), the reply keeps what it streamed, marked failed."""
+    stack, database = limited
+    client = Client(stack.url, token=database.user()["access_token"])
+    answer = client.post("/api/chat/send", json={"message": "Tell me a long story."},
+                         headers={"Idempotency-Key": uuid.uuid4().hex})
+    assert answer.status == 202, answer.body
+    t0 = time.monotonic()
+    wait_until(lambda: _job(database, answer.body["job_id"])[0] == "failed", timeout=20, what="the reply's deadline")
+    assert time.monotonic() - t0 < 5
+    assert "time limit of 1 s" in str(_job(database, answer.body["job_id"])[2])
+    status, content = database.rows("SELECT status, content FROM messages WHERE id = :i",
+                                    i=answer.body["reply_message_id"])[0]
+    assert status == "failed" and 0 < len(content.split()) < 40, (status, content)
+    _assert_stopped_once(stack, database, answer.body["job_id"], "time_limit")

@@ -65,7 +65,7 @@ def require_credentials_on_every_path() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Start Flower with the credentials from FLOWER_BASIC_AUTH, required on every path."""
     args = sys.argv[1:] if argv is None else argv
-    if any(a.startswith("--basic-auth") or a.startswith("--basic_auth") for a in args):
+    if any(a.startswith(("--basic-auth", "--basic_auth")) for a in args):
         sys.exit("worker.flower: pass the credentials in FLOWER_BASIC_AUTH, not on the command line "
                  "(where `ps` shows them)")
     user, _, password = os.environ.get("FLOWER_BASIC_AUTH", "").partition(":")

@@ -2,6 +2,9 @@
 
 The local model is CPU-bound: one prefork process generates at a time and keeps the model
 loaded. Remote providers are I/O-bound: a gevent pool holds many waiting calls at once.
+Either way a reply has CHAT_TIME_LIMIT: on prefork the soft limit's signal; on gevent (which
+has no soft limit) the deadline the reply checks with each token; on both the hard limit
+TIME_LIMIT_GRACE later (worker/tasks/base.py).
 Run: python -m worker.llm_worker [extra celery worker options]
 """
 from __future__ import annotations
