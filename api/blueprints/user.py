@@ -33,7 +33,8 @@ def put_profile(body: ProfileUpdate):
 
 @bp.post("/password", responses={200: TokenResponse})
 def change_password(body: ChangePasswordBody):
-    """Change the password; other sessions end, and a fresh token pair comes back."""
+    """Change the password; other sessions end, and a fresh token pair comes back. Wrong current passwords
+    get growing delays per user and per IP, as sign-ins do (429 `too_many_attempts`, Retry-After)."""
     user = authenticate()
     return accounts.change_password(user, body.current_password, body.new_password), 200, NO_STORE
 
