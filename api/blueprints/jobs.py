@@ -14,6 +14,7 @@ from api.schemas.common import ERRORS, ErrorResponse, JobOut, PathId, Strict
 from api.security import authenticate
 from api.services import jobs as job_service
 from api.services import sse
+from api.services.stream_slots import StreamSlot
 from shared.database import db
 from shared.models import Job
 
@@ -113,7 +114,7 @@ def job_events(path: JobPath):
         raise APIError(400, "invalid_last_event_id", "Last-Event-ID must look like 1700000000000-0")
     final = final_event(job)
     job_id = job.id
-    slot = sse.StreamSlot.open(f"user:{user.id}" if user else f"ip:{request.remote_addr}")
+    slot = StreamSlot.open(f"user:{user.id}" if user else f"ip:{request.remote_addr}")
     db.session.remove()  # hold no database connection while streaming
 
     app = current_app._get_current_object()
