@@ -8,7 +8,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, model_validator
+from limits import parse_many
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-insecure-change-me"
@@ -166,6 +167,18 @@ class Settings(BaseSettings):
     @property
     def cors_origins(self) -> list[str]:
         return [o.strip() for o in self.CORS_ORIGINS.split(",") if o.strip()]
+
+    @field_validator("CHAT_RATE_LIMIT", "TTS_RATE_LIMIT", "UPLOAD_RATE_LIMIT", "SEARCH_RATE_LIMIT",
+                     "RATELIMIT_AUTH", "RATELIMIT_SEND_CODE_EMAIL", "RATELIMIT_SEND_CODE_EMAIL_IP",
+                     "RATELIMIT_SEND_CODE_IP")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        """A limit in Flask-Limiter's notation (`30/minute;300/hour`): a typo stops the start, not a route."""
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit such as 30/minute or 30/minute;300/hour: {value!r}") from exc
+        return value
 
     @model_validator(mode="after")
     def _check_production_secrets(self) -> "Settings":

@@ -41,3 +41,10 @@ def test_production_starts_with_proper_secrets():
     result = start(API + "; print('started')", **GOOD)
     assert result.returncode == 0, result.stderr
     assert "started" in result.stdout
+
+
+def test_a_malformed_rate_limit_stops_the_start_and_names_the_setting():
+    """A typo in a limit is a refusal at start, not a 500 on the route that uses it."""
+    result = start(API, **GOOD, CHAT_RATE_LIMIT="30 per minut")
+    assert result.returncode != 0
+    assert "CHAT_RATE_LIMIT" in result.stderr and "not a rate limit" in result.stderr
