@@ -125,6 +125,8 @@ def layout(make_stack, smtp, tmp_path_factory):
 
 @pytest.mark.slow
 def test_mail_is_not_starved_by_long_file_jobs_and_a_hostile_pdf_stops_within_5s_of_cancel(layout, smtp):
+    """Two slow PDFs keep the files worker's pool busy; sign-up mails still arrive within 5 s. A
+    cancel fails each file within 5 s, and one cancelled while queued is failed when its message comes."""
     stack, database = layout
     user = database.user()
     client = Client(stack.url, token=user["access_token"])
@@ -139,6 +141,8 @@ def test_mail_is_not_starved_by_long_file_jobs_and_a_hostile_pdf_stops_within_5s
         took = time.monotonic() - t0
         assert took < 5, f"a sign-up mail took {took:.1f} s while file jobs ran"
         assert all(_job(database, up["job_id"])[0] == "running" for up in uploads), "the file jobs ended early"
+    waiting = _upload(client, slow_pdf(42))  # queued behind them: cancelled before it runs
+    assert client.call("DELETE", f"/api/jobs/{waiting['job_id']}").status == 200
     for up in uploads:
         t0 = time.monotonic()
         answer = client.call("DELETE", f"/api/jobs/{up['job_id']}")
@@ -149,6 +153,10 @@ def test_mail_is_not_starved_by_long_file_jobs_and_a_hostile_pdf_stops_within_5s
         assert took < 5, f"the cancelled file was failed {took:.1f} s after the cancel"
         assert _code(_file(database, up["file"]["id"])[1]) == "cancelled"
         assert client.get(f"/api/files/{up['file']['id']}").body["status"] == "failed"
+    # Its message reaches a pool process freed by those cancels: the file says cancelled too.
+    wait_until(lambda: _file(database, waiting["file"]["id"])[0] == "failed", timeout=5, interval=0.1,
+               what="the file cancelled while queued to be failed")
+    assert _code(_file(database, waiting["file"]["id"])[1]) == "cancelled"
 
 
 @pytest.mark.slow

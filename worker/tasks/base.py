@@ -340,7 +340,8 @@ def job_task(name: str, max_retries: int = 5, on_fail: Callable[[JobContext, dic
              **options: Any) -> Callable:
     """Register `handler(ctx) -> result dict` as a Celery task that runs one job by id.
 
-    `on_fail(ctx, error)` runs in the failing job's transaction, to mark what it was making.
+    `on_fail(ctx, error)` runs in the failing job's transaction, to mark what it was making; and
+    for a cancelled job, with its error, when it stops or when its message arrives after the cancel.
     """
 
     def decorator(handler: Callable[[JobContext], dict[str, Any] | None]):
@@ -370,6 +371,7 @@ def _run(task, handler, job_id: str, on_fail) -> None:
     job = claim(job_id)
     if job is None:
         log.info("job %s not claimed (finished, cancelled, or held by a live worker)", job_id)
+        _mark_cancelled(job_id, on_fail)  # cancelled while it waited: what it was to make says so
         return
     if job.request_id:
         request_id_var.set(job.request_id)
@@ -383,6 +385,7 @@ def _run(task, handler, job_id: str, on_fail) -> None:
         result = handler(ctx)
     except Cancelled:
         log.info("job %s stopped: cancelled", job_id)
+        _mark_cancelled(job_id, on_fail)
         return
     except Transient as exc:
         leases.remove(job_id)
@@ -424,6 +427,21 @@ def _fail(ctx: JobContext, owner: str, code: str, message: str, on_fail=None) ->
     if _finish(ctx.job_id, owner, state=JobState.failed.value, error=error, **extra):
         ctx.emit("error", {"state": JobState.failed.value, "error": error})
         log.warning("job %s (%s) failed: %s: %s", ctx.job_id, ctx.kind, code, message)
+
+
+def _mark_cancelled(job_id: str, on_fail) -> None:
+    """Run `on_fail` with the job's error if it was cancelled (not when another worker took it over)."""
+    if on_fail is None:
+        return
+    c = JOBS.c
+    row = db.session.execute(select(c.kind, c.user_id, c.payload, c.attempts, c.error).where(
+        c.id == job_id, c.state == JobState.cancelled.value)).first()
+    db.session.commit()
+    if row is not None:
+        ctx = JobContext(job_id=job_id, kind=row.kind, user_id=row.user_id, payload=dict(row.payload or {}),
+                         attempt=row.attempts)
+        with write_tx():
+            on_fail(ctx, row.error or {"code": "cancelled", "message": "cancelled"})
 
 
 class JobTask(celery.Task):

@@ -11,17 +11,17 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, update
 
 from shared.database import db, write_tx
 from shared.knowledge import embeddings, http_rag
 from shared.knowledge.builtin import index_changed
-from shared.models import Chunk, File, FileScope, FileStatus, Job, JobState
+from shared.models import Chunk, File, FileScope, FileStatus
 from shared.settings import get_settings
 from shared.storage import get_storage
 from worker.ingest.chunking import chunk_pages
 from worker.ingest.extract import ExtractionError, extract
-from worker.tasks.base import Cancelled, JobContext, JobFailed, Transient, job_task
+from worker.tasks.base import JobContext, JobFailed, Transient, job_task
 
 INDEXED = {"pdf", "docx", "txt", "md", "html"}
 BATCH = 256
@@ -39,17 +39,7 @@ def _file_failed(ctx: JobContext, error: dict) -> None:
 
 @job_task("files.process", max_retries=3, on_fail=_file_failed)
 def process_file(ctx: JobContext) -> dict:
-    """Index one uploaded file; a cancelled job leaves the file `failed` with code `cancelled`."""
-    try:
-        return _process(ctx)
-    except Cancelled:  # or taken over by another worker after a stall: that one goes on
-        with write_tx():
-            if db.session.execute(select(Job.state).where(Job.id == ctx.job_id)).scalar() == JobState.cancelled.value:
-                _file_failed(ctx, {"code": "cancelled", "message": "cancelled by the user"})
-        raise
-
-
-def _process(ctx: JobContext) -> dict:
+    """Index one uploaded file (a failed or cancelled job leaves it `failed` with the job's error)."""
     s = get_settings()
     f = db.session.get(File, ctx.payload["file_id"])
     if f is None:
