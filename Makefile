@@ -71,7 +71,12 @@ tts:
 
 env:
 	@if [ -f .env ]; then \
-	    echo ".env exists (left as is); the Flower login is FLOWER_BASIC_AUTH in .env"; \
+	    if ! grep -qE '^[[:space:]]*FLOWER_BASIC_AUTH=[^[:space:]]+' .env; then \
+	        echo "FLOWER_BASIC_AUTH=admin:$$(python3 -c 'import secrets; print(secrets.token_urlsafe(12))')" >> .env; \
+	        echo ".env exists; added the Flower login it lacked (Flower needs one to start): FLOWER_BASIC_AUTH"; \
+	    else \
+	        echo ".env exists (left as is); the Flower login is FLOWER_BASIC_AUTH in .env"; \
+	    fi; \
 	else \
 	    test -f .env.example || { echo "error: .env.example is missing" >&2; exit 1; }; \
 	    token() { python3 -c "import secrets; print(secrets.token_urlsafe($$1))"; }; \

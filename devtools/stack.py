@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 GUNICORN_CONFIG = str(ROOT / "api" / "gunicorn_worker.py")  # the gevent workers of both Procfiles
 # The Procfile's worker processes: role -> (queues, pool, concurrency). The llm worker's pool is
 # the one worker.llm_worker picks for a remote (or the echo) provider.
-PROCFILE_WORKERS = {"worker": ("default,files,tts", "prefork", 2), "mail": ("mail", "gevent", 20),
+# The sweeper (default queue) shares the mail worker's gevent pool: CPU-bound files and tts jobs
+# cannot hold up the recovery of lost jobs, nor sign-up mail.
+PROCFILE_WORKERS = {"worker": ("files,tts", "prefork", 2), "mail": ("mail,default", "gevent", 20),
                     "llm": ("llm", "gevent", 200)}
 _db_numbers = itertools.count(1)
 

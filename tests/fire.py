@@ -257,8 +257,8 @@ POOL_TROUBLE = r"MaxConnectionsError|Couldn't ack|Connection to broker lost"
 
 
 def start_default_layout(stack) -> None:
-    """The Procfile's processes: its workers (prefork for default,files,tts; gevent for mail and
-    the llm worker's remote providers), beat, 2 web workers."""
+    """The Procfile's processes: its workers (prefork for files,tts; gevent for mail and the
+    sweeper, and for the llm worker's remote providers), beat, 2 web workers."""
     stack.start_procfile_workers()
     stack.start_beat()
     stack.start_web(workers=2)

@@ -1,7 +1,7 @@
 """Sustained concurrent writes on SQLite with the default process layout.
 
 As Procfile.dev runs it: gunicorn with 2 gevent workers, a prefork worker (2 processes) on
-default,mail,files,tts, the llm worker (a gevent pool of 200, since the provider is
+files,tts, a gevent worker on mail,default, the llm worker (a gevent pool of 200, since the provider is
 remote-like: echo) and beat. 20 threads, each a user, post chat messages (new and continued
 conversations) and profile updates, and read history, for ~20 s. Then: no 5xx and no hung
 request; no "database is locked" in any log; no lost write: every 202 has its user message

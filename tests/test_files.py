@@ -219,3 +219,24 @@ def test_chat_answer_cites_the_right_page(client, users, use_knowledge):
     history = client.get("/api/chat/history", headers=bearer(u["access_token"]),
                          query_string={"conversation_id": sent["conversation_id"]}).get_json()
     assert history["items"][-1]["citations"][0]["page"] == 3
+
+
+def test_a_file_whose_job_is_cancelled_while_queued_is_failed_at_once(app, client, users):
+    """No worker holds a queued job, so the cancel itself ends its file (`failed`, code cancelled)."""
+    from shared.database import db, write_tx
+    from shared.jobs import new_job
+    from shared.models import File
+    a = users()
+    with app.app_context():
+        with write_tx():  # a file whose job waits in no queue: no worker can have taken it
+            f = File(user_id=a["id"], name="queued.txt", size=5, content_type="text/plain", sha256="0" * 64,
+                     scope="personal", status="processing", storage_key=f"files/{a['id']}/{'0' * 64}")
+            db.session.add(f)
+            db.session.flush()
+            job = new_job("file", a["id"], {"file_id": f.id, "kind": "txt"})
+            f.job_id = job.id
+        file_id, job_id = f.id, job.id
+    r = client.delete(f"/api/jobs/{job_id}", headers=bearer(a["access_token"]))
+    assert r.status_code == 200 and r.get_json()["state"] == "cancelled", r.get_json()
+    record = client.get(f"/api/files/{file_id}", headers=bearer(a["access_token"])).get_json()
+    assert record["status"] == "failed" and record["error"]["code"] == "cancelled", record

@@ -1,7 +1,7 @@
 """Soak: a moderate, mixed load for a while; nothing fails, nothing grows.
 
 The default process layout (gunicorn with 2 gevent workers, a prefork worker on
-default,mail,files,tts, the llm worker with a gevent pool, beat) on a database of its own
+files,tts, a gevent worker on mail,default, the llm worker with a gevent pool, beat) on a database of its own
 takes chat messages, profile reads and writes, history and job reads, finished-job event
 streams and code mails. Short form ~60 s; MENTOR_LONG_TESTS=1 runs 10 minutes. Then:
 - no error: every answer is 2xx, every job succeeded, every mail arrived once (by Message-ID);

@@ -64,7 +64,8 @@ def slow_pdf(pages: int = 40) -> bytes:
 
 
 def test_the_stacks_run_the_procfiles_worker_layout():
-    """devtools.stack starts the workers the Procfiles name (queues and pools); mail has its own."""
+    """devtools.stack starts the workers the Procfiles name (queues and pools); mail and the sweeper
+    (default) share a gevent worker that runs nothing CPU-bound."""
     for procfile in ("Procfile", "Procfile.dev"):
         lines = dict(line.split(": ", 1) for line in (ROOT / procfile).read_text().splitlines() if ": " in line)
         for role, (queues, pool, _) in PROCFILE_WORKERS.items():
@@ -73,7 +74,7 @@ def test_the_stacks_run_the_procfiles_worker_layout():
                 continue
             assert f"--queues {queues} " in lines[role] and f"--pool {pool} " in lines[role], (procfile, role)
         consumed = [q for role, (queues, _, _) in PROCFILE_WORKERS.items() for q in queues.split(",")]
-        assert sorted(consumed) == sorted(QUEUES) and PROCFILE_WORKERS["mail"][0] == "mail", consumed
+        assert sorted(consumed) == sorted(QUEUES) and PROCFILE_WORKERS["mail"][0] == "mail,default", consumed
 
 
 def _events(stack, job_id: str) -> list[str]:
@@ -173,6 +174,7 @@ def test_the_reviewers_pdf_three_pages_sharing_2mb_is_refused_at_once(layout):
 
 @pytest.mark.slow
 def test_readiness_names_the_mail_queue_when_the_mail_worker_is_gone(layout):
+    """The queues of the mail worker (mail, and default: the sweeper) are named, and no other."""
     stack, _ = layout
     client = Client(stack.url)
     assert client.get("/api/health/ready").status == 200
@@ -181,7 +183,8 @@ def test_readiness_names_the_mail_queue_when_the_mail_worker_is_gone(layout):
                what="readiness to notice the mail worker is gone")
     answer = client.get("/api/health/ready")
     checks = answer.body["error"]["details"]
-    assert checks["queue:mail"] != "ok" and all(v == "ok" for k, v in checks.items() if k != "queue:mail"), checks
+    gone = {f"queue:{q}" for q in PROCFILE_WORKERS["mail"][0].split(",")}  # mail, and the sweeper's default
+    assert all(checks[k] != "ok" for k in gone) and all(v == "ok" for k, v in checks.items() if k not in gone), checks
 
 
 class SilentSMTP:

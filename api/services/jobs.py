@@ -9,7 +9,7 @@ from api.security import url_binding
 from shared import events
 from shared.database import db, utcnow, write_tx
 from shared.jobs import dispatch, new_job
-from shared.models import Job, JobState, Message, MessageStatus, User
+from shared.models import File, FileStatus, Job, JobState, Message, MessageStatus, User
 from shared.models.job import ACTIVE_STATES
 from shared.redis_client import get_redis
 from shared.settings import get_settings
@@ -70,7 +70,11 @@ def enqueue(kind: str, user_id: str | None, payload: dict) -> Job:
 
 
 def cancel(job: Job) -> Job:
-    """Cancel a queued or running job; the worker stops at its next check."""
+    """Cancel a queued or running job; the worker stops at its next check.
+
+    A running job's worker finishes its own rows (it owns them until it stops); for a job
+    still queued no worker owns anything yet, so its file is marked failed here at once.
+    """
     if job.state not in ACTIVE_STATES:
         raise APIError(409, "not_cancellable", f"the job is already {job.state}")
     now = utcnow()
@@ -78,12 +82,19 @@ def cancel(job: Job) -> Job:
     # A reply's text is written when it ends: keep what it streamed so far (the worker, if
     # alive, writes its own full text when it sees the cancel).
     partial = events.streamed_text(r, job.id) if job.kind == "chat" else ""
+    error = {"code": "cancelled", "message": "cancelled by the user"}
     with write_tx():
-        changed = db.session.execute(
-            update(Job).where(Job.id == job.id, Job.state.in_(ACTIVE_STATES))
-            .values(state=JobState.cancelled.value, finished_at=now, updated_at=now,
-                    error={"code": "cancelled", "message": "cancelled by the user"})
-        ).rowcount
+        changed = 0
+        for state in ACTIVE_STATES:  # queued first: whether a worker holds the job decides who ends its rows
+            changed = db.session.execute(
+                update(Job).where(Job.id == job.id, Job.state == state)
+                .values(state=JobState.cancelled.value, finished_at=now, updated_at=now, error=error)
+            ).rowcount
+            if changed:
+                break
+        if changed and state == JobState.queued.value:
+            db.session.execute(update(File).where(File.job_id == job.id, File.status == FileStatus.processing.value)
+                               .values(status=FileStatus.failed.value, error=error))
         # A reply still marked streaming keeps its text and says it was cancelled.
         db.session.execute(update(Message).where(Message.job_id == job.id,
                                                  Message.status == MessageStatus.streaming.value)
