@@ -170,6 +170,11 @@ def test_register_checks_the_code_before_saying_anything_about_other_accounts(ap
     r = c.post("/api/auth/register", json={"email": address, "username": taken.upper(),
                                            "password": "a fine passphrase", "code": code})
     assert r.status_code == 409 and r.get_json()["error"]["code"] == "username_taken", r.get_json()
+    # The code is still good for another name (no new mail, no minute's wait), and then spent.
+    fresh = {"email": address, "username": "free_" + uuid.uuid4().hex[:8], "password": "a fine passphrase", "code": code}
+    assert c.post("/api/auth/register", json=fresh).status_code == 201
+    r = c.post("/api/auth/register", json=fresh)
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "invalid_code", r.get_json()
 
 
 def _race(calls) -> list:

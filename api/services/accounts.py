@@ -47,13 +47,17 @@ def send_code(email: str, purpose: str) -> dict:
 
 
 def register(email: str, password: str, code: str, username: str | None) -> User:
-    """Create a student account; nothing about other accounts is said before the code is right."""
+    """Create a student account; nothing about other accounts is said before the code is right.
+
+    A taken username leaves the code usable: the student picks another name without a new mail.
+    """
     check_policy(password, email)
-    codes.consume(email, "register", code)
+    codes.check(email, "register", code)
     if find_by_email(email) is not None:
         raise _email_taken()
     if username and _username_taken(username):
         raise _username_conflict()
+    codes.spend(email, "register")
     user = User(email=email, password_hash=hash_password(password), username=username,
                 role=Role.student.value, email_verified_at=utcnow())
     try:

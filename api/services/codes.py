@@ -66,14 +66,23 @@ def issue(email: str, purpose: str) -> str:
     return code
 
 
-def consume(email: str, purpose: str, code: str) -> None:
-    """Accept the code once, or raise the one wrong-code answer."""
-    r = get_redis()
-    key = _key(email, purpose)
-    stored = r.eval(_CHECK, 1, key, get_settings().CODE_MAX_ATTEMPTS)
+def check(email: str, purpose: str, code: str) -> None:
+    """Count a guess and raise the one wrong-code answer unless it is right; the code stays (see `spend`)."""
+    stored = get_redis().eval(_CHECK, 1, _key(email, purpose), get_settings().CODE_MAX_ATTEMPTS)
     if not stored or not hmac.compare_digest(stored, _digest(email, purpose, code)):
         raise wrong_code()
-    r.delete(key)
+
+
+def spend(email: str, purpose: str) -> None:
+    """Use up a code `check` accepted; only one caller can (a concurrent one gets the wrong-code answer)."""
+    if not get_redis().delete(_key(email, purpose)):
+        raise wrong_code()
+
+
+def consume(email: str, purpose: str, code: str) -> None:
+    """Accept the code once, or raise the one wrong-code answer."""
+    check(email, purpose, code)
+    spend(email, purpose)
 
 
 def send_key(email: str, purpose: str) -> tuple[str, ...]:
