@@ -53,6 +53,8 @@ def test_cors_allows_configured_origins_only(client):
     bad = client.options("/api/auth/login", headers={"Origin": "http://evil.test",
                                                      "Access-Control-Request-Method": "POST"})
     assert "Access-Control-Allow-Origin" not in bad.headers
+    # A request without an Origin (not a browser's cross-origin call) gets no CORS headers at all.
+    assert "Access-Control-Allow-Origin" not in client.get("/api/health").headers
 
 
 def test_openapi_documents_every_route(app, client):

@@ -154,4 +154,6 @@ def test_gunicorns_own_error_answers_are_in_the_json_error_shape(live_server):
         assert headers.get("content-type") == "application/json", (what, headers, body[:200])
         error = json.loads(body)["error"]
         assert set(error) == {"code", "message", "details"} and error["code"] and error["message"], (what, error)
+        # A fixed message: neither gunicorn's own text nor what the client sent comes back.
+        assert not any(echo in error["message"] for echo in ("NONSENSE", "G(T", "HTTP/7.3", "aaaa", ">")), (what, error)
     assert _raw(live_server, b"GET /api/health HTTP/1.1\r\n" + host + b"Connection: close\r\n\r\n")[0] == 200

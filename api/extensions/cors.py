@@ -10,4 +10,5 @@ from shared.settings import get_settings
 def init_app(app: Flask) -> None:
     CORS(app, resources={r"/api/*": {"origins": get_settings().cors_origins}},
          allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID", "X-Request-ID"],
-         expose_headers=["X-Request-ID", "Retry-After", "Location"], max_age=600)
+         expose_headers=["X-Request-ID", "Retry-After", "Location"], max_age=600,
+         always_send=False)  # CORS headers only for a request that names its Origin
