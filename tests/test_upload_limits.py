@@ -217,5 +217,6 @@ def test_concurrent_uploads_never_pass_the_quota(app, users, monkeypatch):
     for t in threads:
         t.join(60)
     assert sorted(statuses) == [202] * 3 + [413] * 5, statuses
-    listed = app.test_client().get("/api/files", headers=bearer(u["access_token"])).get_json()
-    assert listed["total"] == 3
+    # Own files only: the listing also shows other users' public files (earlier tests make some).
+    listed = app.test_client().get("/api/files?scope=personal", headers=bearer(u["access_token"])).get_json()
+    assert listed["total"] == 3 and all(f["scope"] == "personal" for f in listed["items"]), listed
