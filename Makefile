@@ -29,12 +29,13 @@ EXTERNAL_REDIS_URL = $${REDIS_URL:-$$(sed -n 's/^[[:space:]]*REDIS_URL=[[:space:
 # The same for the SMTP server: MAIL_SERVER set means "no dev mail sink" (the app then sends there).
 EXTERNAL_MAIL_SERVER = $${MAIL_SERVER:-$$(sed -n 's/^[[:space:]]*MAIL_SERVER=[[:space:]]*//p' .env 2>/dev/null | tail -n 1 || true)}
 
-.PHONY: help venv llm tts env redis migrate run test test-fast bench clean
+.PHONY: help venv llm tts env redis migrate run lint test test-fast bench clean
 
 help:
 	@echo "make run        run the app locally: the processes of Procfile.dev"
 	@echo "make test       full test suite: SQLite, then PostgreSQL (args: PYTEST_ARGS=...)"
-	@echo "make test-fast  quick check: SQLite, tests not marked slow, stop at the first failure"
+	@echo "make test-fast  quick check: lint, SQLite, tests not marked slow, stop at the first failure"
+	@echo "make lint       ruff (rules in pyproject.toml); make test and test-fast run it first"
 	@echo "make migrate    apply the database migrations"
 	@echo "make llm        install the local LLM: llama-cpp-python (built once per machine) + model"
 	@echo "make tts        install speech: Piper in its own venv + voice, espeak-ng, sox"
@@ -127,13 +128,16 @@ run: venv llm tts env redis migrate
 
 # --- tests ---
 
+lint: venv
+	$(VENV)/bin/ruff check .
+
 # The tests start their own redis-server, so the binary is needed even with REDIS_URL.
-test: venv llm tts
+test: venv llm tts lint
 	scripts/ensure-redis
 	@command -v wrk >/dev/null || { . scripts/lib.sh && apt_install wrk; }  # the bench smoke test
 	scripts/run-tests $(PYTEST_ARGS)
 
-test-fast: venv llm tts
+test-fast: venv llm tts lint
 	scripts/ensure-redis
 	env -u DATABASE_URL $(VENV)/bin/pytest -q -m "not slow" -x $(PYTEST_ARGS)
 

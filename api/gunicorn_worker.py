@@ -18,7 +18,6 @@ import json
 from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
 
-
 MESSAGES = {
     400: "the request is malformed",
     414: "the request line is too long",

@@ -52,15 +52,8 @@ def url_binding() -> Binding | None:
     return g.get("url_binding", ANONYMOUS)
 
 
-def login_required(fn):
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        authenticate()
-        return fn(*args, **kwargs)
-    return wrapper
-
-
 def roles_required(*roles: str):
+    """A view decorator: the caller (Bearer) must hold one of `roles`, else 403 `forbidden`."""
     def decorator(fn):
         @wraps(fn)
         def wrapper(*args, **kwargs):

@@ -133,7 +133,8 @@ def write_results(results: Results, started: float, out: str | None = None) -> P
         base = f"{f.baseline:.4g} ({f.baseline_name})" if f.baseline is not None else "-"
         ratio = f"{f.ratio:.2f}" if f.ratio is not None else "-"
         met = "-" if f.met is None else ("yes" if f.met else "**no**")
-        lines.append(f"| {f.section} | {f.name} | {f.value:.4g} {f.unit} | {base} | {ratio} | {f.target or '-'} | {met} |")
+        lines.append(f"| {f.section} | {f.name} | {f.value:.4g} {f.unit} | {base} | {ratio} "
+                     f"| {f.target or '-'} | {met} |")
     notes = [f"- {f.section} / {f.name}: {f.note}" for f in results.figures if f.note]
     if notes:
         lines += ["", "Notes:", *notes]

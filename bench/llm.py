@@ -67,7 +67,8 @@ def run(env: Environment, results: Results, quick: bool = False) -> None:
     results.add(Figure(SECTION, "local LLM tokens/s through the stack", rate, "tokens/s", baseline=alone_rate,
                        baseline_name="llama.cpp alone", target=">= 0.9 x baseline", met=rate >= 0.9 * alone_rate,
                        note=f"median of {len(ours)} alternated runs of {n:.0f} tokens (ours "
-                            f"{', '.join(f'{o[0]:.1f}' for o in ours)}; alone {', '.join(f'{a[0]:.1f}' for a in alone)}); "
+                            f"{', '.join(f'{o[0]:.1f}' for o in ours)}; "
+                            f"alone {', '.join(f'{a[0]:.1f}' for a in alone)}); "
                             f"time to first token {ttft * 1000:.0f} ms through the stack (POST included) "
                             f"vs {alone_ttft * 1000:.0f} ms alone; SmolLM2-135M Q4_1"))
     stack.close()

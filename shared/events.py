@@ -7,7 +7,8 @@ JOB_EVENTS_TTL seconds after their last event.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import redis
 

@@ -70,22 +70,23 @@ def new_job(kind: str, user_id: str | None, payload: dict, request_id: str | Non
             raise JobLimitExceeded(kind, limit)
     now = utcnow()
     values = {"id": new_id(), "kind": kind, "user_id": user_id, "payload": payload, "request_id": request_id,
-              "session_id": session_id, "state": JobState.queued.value, "progress": 0.0, "attempts": 0, "dispatched_at": now,
+              "session_id": session_id, "state": JobState.queued.value, "progress": 0.0, "attempts": 0,
+              "dispatched_at": now,
               "created_at": now, "updated_at": now}
     db.session.execute(insert(Job), [values])  # a Core insert: no unit-of-work flush on the hot path
     return Job(**values)  # a detached copy for the caller (ids, kind, dispatch)
 
 
-def send(job_id: str, kind: str, request_id: str | None = None) -> None:
-    """Publish the task message. Raises when the broker cannot be reached."""
-    celery_client().send_task(KIND_TASKS[kind], args=[job_id], task_id=job_id,
-                              headers={"request_id": request_id or ""})
+def send(job_id: str, kind: str) -> None:
+    """Publish the task message (the job id only: the worker reads the rest, request id too, from
+    the record). Raises when the broker cannot be reached."""
+    celery_client().send_task(KIND_TASKS[kind], args=[job_id], task_id=job_id)
 
 
 def dispatch(job: Job) -> bool:
     """Send a committed job to its queue; on failure leave it for the sweeper."""
     try:
-        send(job.id, job.kind, job.request_id)
+        send(job.id, job.kind)
         return True
     except Exception:  # broker down: the record is durable, the sweeper sends it later
         log.warning("dispatch of job %s failed; the sweeper will send it", job.id, exc_info=True)

@@ -181,7 +181,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _check_production_secrets(self) -> "Settings":
+    def _check_production_secrets(self) -> Settings:
         self.MAIL_SERVER = self.MAIL_SERVER.strip() or "127.0.0.1"  # empty means unset: the dev mail sink
         if not self.is_production:
             self.SECRET_KEY = self.SECRET_KEY or DEV_SECRET

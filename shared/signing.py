@@ -64,9 +64,9 @@ def verify(token: str, resource: str) -> Binding:
     try:
         data = _serializer().loads(token, max_age=get_settings().SIGNED_URL_EXPIRES)
     except SignatureExpired:
-        raise InvalidSignature("signature_expired", "this link has expired; fetch a fresh one")
+        raise InvalidSignature("signature_expired", "this link has expired; fetch a fresh one") from None
     except BadSignature:
-        raise InvalidSignature("invalid_signature", "this link's signature is not valid")
+        raise InvalidSignature("invalid_signature", "this link's signature is not valid") from None
     if not isinstance(data, dict) or data.get("r") != resource:
         raise InvalidSignature("invalid_signature", "this link was not issued for this resource")
     if data.get("u") in (None, _NOBODY):

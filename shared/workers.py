@@ -40,4 +40,4 @@ def alive_queues(r: redis.Redis) -> set[str]:
     pipe = r.pipeline(transaction=False)
     for q in QUEUES:
         pipe.zcount(_key(q), cutoff, "+inf")
-    return {q for q, n in zip(QUEUES, pipe.execute()) if n}
+    return {q for q, n in zip(QUEUES, pipe.execute(), strict=True) if n}

@@ -171,7 +171,8 @@ def test_register_checks_the_code_before_saying_anything_about_other_accounts(ap
                                            "password": "a fine passphrase", "code": code})
     assert r.status_code == 409 and r.get_json()["error"]["code"] == "username_taken", r.get_json()
     # The code is still good for another name (no new mail, no minute's wait), and then spent.
-    fresh = {"email": address, "username": "free_" + uuid.uuid4().hex[:8], "password": "a fine passphrase", "code": code}
+    fresh = {"email": address, "username": "free_" + uuid.uuid4().hex[:8], "password": "a fine passphrase",
+             "code": code}
     assert c.post("/api/auth/register", json=fresh).status_code == 201
     r = c.post("/api/auth/register", json=fresh)
     assert r.status_code == 400 and r.get_json()["error"]["code"] == "invalid_code", r.get_json()
@@ -207,7 +208,7 @@ def test_concurrent_usernames_that_differ_only_in_case_never_both_succeed(app, s
         assert next(r for r in rs if r.status_code == 409).get_json()["error"]["code"] == "username_taken"
     # Sign-ups racing for one username (in two cases): one account gets it, the other a 409.
     addresses = [new_email(), new_email()]
-    codes_ = [request_code(c, smtp, address, "register") for c, address in zip((ca, cb), addresses)]
+    codes_ = [request_code(c, smtp, address, "register") for c, address in zip((ca, cb), addresses, strict=True)]
     name = f"dup_{uuid.uuid4().hex[:8]}"
     rs = _race([lambda i=i, c=c: c.post("/api/auth/register", json={
         "email": addresses[i], "code": codes_[i], "password": "a fine passphrase",

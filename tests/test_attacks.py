@@ -17,7 +17,8 @@ ATTACKS_COVERED_ELSEWHERE = {
     "a signed job URL used for another job, tampered or expired": [
         "test_jobs::test_signed_urls_are_bound_to_user_and_job_and_expire"],
     "another user's conversation id (history, rename, delete, send into it)": [
-        "test_chat::test_conversations_are_private_renamable_and_deletable", "test_chat::test_bad_input_is_refused_and_stores_nothing"],
+        "test_chat::test_conversations_are_private_renamable_and_deletable",
+        "test_chat::test_bad_input_is_refused_and_stores_nothing"],
     "another user's file id (record, download, delete, search)": ["test_files::test_ownership_and_public_scope"],
     "another user's audio id": ["test_speech::test_tts_job_makes_real_audio_served_to_its_owner_only"],
     "another user's Idempotency-Key": ["test_chat::test_idempotency_key"],
@@ -68,7 +69,8 @@ def test_every_route_that_takes_an_id_is_covered(client):
     with_ids = {f"{m.upper()} {p}" for p, ops in spec["paths"].items() for m in ops if "{" in p}
     shown = {
         "GET /api/jobs/{job_id}", "DELETE /api/jobs/{job_id}", "GET /api/jobs/{job_id}/events",  # test_jobs
-        "PATCH /api/chat/conversations/{conversation_id}", "DELETE /api/chat/conversations/{conversation_id}",  # test_chat
+        # test_chat
+        "PATCH /api/chat/conversations/{conversation_id}", "DELETE /api/chat/conversations/{conversation_id}",
         "GET /api/files/{file_id}", "DELETE /api/files/{file_id}", "GET /api/files/{file_id}/download",  # test_files
         "GET /api/audio/{audio_id}",  # test_speech
         "PATCH /api/admin/users/{user_id}",  # below
@@ -94,7 +96,8 @@ def test_signed_file_urls_are_bound_to_their_file_and_cursors_to_their_conversat
                         data={"file": (io.BytesIO(text), "note.txt")}, content_type="multipart/form-data")
         assert r.status_code == 202
         wait_for_state(client, r.get_json()["job_id"], a["access_token"], timeout=60)
-        files.append(client.get(f"/api/files/{r.get_json()['file']['id']}", headers=bearer(a["access_token"])).get_json())
+        file_id = r.get_json()["file"]["id"]
+        files.append(client.get(f"/api/files/{file_id}", headers=bearer(a["access_token"])).get_json())
     first, second = files
     sig = first["download_url"].split("sig=", 1)[1]
     r = client.get(f"/api/files/{second['id']}/download?sig={sig}")  # a signature moved to another file

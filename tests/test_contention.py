@@ -99,7 +99,8 @@ def history(client: Client, token: str, conversation_id: str) -> list[dict]:
     """Every message of a conversation, oldest first, through the cursor."""
     items, before = [], None
     for _ in range(100):
-        path = f"/api/chat/history?conversation_id={conversation_id}&limit=200" + (f"&before={before}" if before else "")
+        path = f"/api/chat/history?conversation_id={conversation_id}&limit=200"
+        path += f"&before={before}" if before else ""
         a = client.get(path, token=token)
         assert a.status == 200, a.body
         items = a.body["items"] + items

@@ -185,7 +185,7 @@ def check_every_job_once(stack, database, client: Client, load: Load, smtp) -> d
     for i in range(0, len(ids), 400):
         chunk = ids[i:i + 400]
         marks = ",".join(f":j{n}" for n in range(len(chunk)))
-        for jid, created, dispatched, started, attempts in database.rows(
+        for _jid, created, dispatched, started, attempts in database.rows(
                 f"SELECT id, created_at, dispatched_at, started_at, attempts FROM jobs WHERE id IN ({marks})",
                 **{f"j{n}": j for n, j in enumerate(chunk)}):
             if (_dt(dispatched) - _dt(created)).total_seconds() > 2 and attempts == 1:
@@ -216,7 +216,7 @@ def test_killing_pool_children_loses_nothing_and_resumes_at_once(crash, smtp):
         for _ in range(CHILD_KILLS):
             main = stack.procs["worker"].pid
 
-            def target():
+            def target(main=main):
                 found = running_jobs_of(database, {c for c in children(main) if alive(c)})
                 return found[0] if found else None
             job_id, kind, pid = wait_until(target, timeout=15, interval=0.02, what="a pool child holding a job")
@@ -246,11 +246,11 @@ def test_killing_whole_workers_loses_nothing_and_the_sweeper_resumes_within_15s(
             wait_until(lambda: worker_is_serving(stack), timeout=60, what="the worker to serve")
             main = stack.procs["worker"].pid
             pool = set(children(main))
-            wait_until(lambda: running_jobs_of(database, pool), timeout=15, interval=0.02,
+            wait_until(lambda pool=pool: running_jobs_of(database, pool), timeout=15, interval=0.02,
                        what="the worker to hold a job")
             killed_at = time.time()
             stack.stop("worker", signal.SIGKILL)
-            wait_until(lambda: not any(alive(p) for p in pool | {main}), timeout=5,
+            wait_until(lambda pool=pool, main=main: not any(alive(p) for p in pool | {main}), timeout=5,
                        what="every process of the killed group to be gone")
             held = running_jobs_of(database, pool | {main})
             kills.extend({"job_id": j, "kind": kind, "at": killed_at} for j, kind, _ in held)

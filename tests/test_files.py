@@ -64,7 +64,7 @@ def test_docx_text_markdown_and_html(client, users):
     u = users()
     cases = [
         (documents.docx(["Mitochondria are the powerhouse of the cell."]), "bio.docx", "wordprocessingml"),
-        ("# Algebra\n\nA quadratic equation has at most two real roots.".encode(), "notes.md", "text/markdown"),
+        (b"# Algebra\n\nA quadratic equation has at most two real roots.", "notes.md", "text/markdown"),
         (b"Plain text about tectonic plates and earthquakes.", "geo.txt", "text/plain"),
         (b"<!doctype html><html><head><style>p{}</style><script>var x='zebra';</script></head>"
          b"<body><p>The Renaissance revived classical art.</p></body></html>", "art.html", "text/html"),

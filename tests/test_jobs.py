@@ -203,7 +203,7 @@ def test_the_broker_lookup_sees_waiting_messages_and_not_taken_ones(app):
     ids = [uuid.uuid4().hex for _ in range(3)]
     celery = jobs.celery_client()
     for task_id in ids:
-        celery.send_task("mail.send", args=[task_id], task_id=task_id, queue=queue, headers={"request_id": "r"})
+        celery.send_task("mail.send", args=[task_id], task_id=task_id, queue=queue)
     r = get_redis()
     try:
         assert broker.find_waiting(r, [queue], ids + ["other"]) == set(ids)

@@ -86,7 +86,8 @@ def test_a_signed_read_answers_without_signatures(client, smtp, users):
     assert job["events_url"].endswith(f"/api/jobs/{sent['job_id']}/events")
     assert client.get(job["status_url"]).status_code == 401  # a plain URL is no key
     # Read with the Bearer token, the job's URLs are signed; so is an anonymous job's envelope, for that job.
-    assert "sig=" in client.get(f"/api/jobs/{sent['job_id']}", headers=bearer(u["access_token"])).get_json()["status_url"]
+    by_bearer = client.get(f"/api/jobs/{sent['job_id']}", headers=bearer(u["access_token"])).get_json()
+    assert "sig=" in by_bearer["status_url"]
     r = client.post("/api/auth/send-code", json={"email": f"x-{uuid.uuid4().hex[:8]}@example.com",
                                                  "purpose": "register"})
     anonymous = r.get_json()

@@ -334,7 +334,7 @@ def test_tutornet_sends_the_form_and_wraps_raw_pcm(service, tmp_path):
     engine = TutorNetTTS(base_url=service.url, prompt_text="", prompt_wav="")
     audio = engine.synthesize("Bonjour, je suis votre tuteur.", None)
     assert audio.sample_rate == 22050 and audio.pcm == sine(0.5, 22050, freq=330)
-    assert service.server.forms[-1] == {"tts_text": (None, "Bonjour, je suis votre tuteur.".encode())}
+    assert service.server.forms[-1] == {"tts_text": (None, b"Bonjour, je suis votre tuteur.")}
     rate, seconds, rms = read_wav(to_wav(audio))
     assert rate == 22050 and abs(seconds - 0.5) < 0.01 and rms > 5000
     assert [v["id"] for v in engine.voices()] == ["default"]

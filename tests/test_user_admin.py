@@ -40,7 +40,8 @@ def test_profile_refuses_fields_outside_the_list_by_name(client, users):
 def test_profile_username_must_be_unique_and_valid(client, users):
     a, b = users(), users()
     name = "taken_" + uuid.uuid4().hex[:8]
-    assert client.put("/api/user/profile", headers=bearer(a["access_token"]), json={"username": name}).status_code == 200
+    r = client.put("/api/user/profile", headers=bearer(a["access_token"]), json={"username": name})
+    assert r.status_code == 200
     r = client.put("/api/user/profile", headers=bearer(b["access_token"]), json={"username": name.upper()})
     assert r.status_code == 409 and r.get_json()["error"]["code"] == "username_taken"
     r = client.put("/api/user/profile", headers=bearer(b["access_token"]), json={"username": "../etc"})

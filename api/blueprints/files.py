@@ -49,7 +49,8 @@ def get_file(path: FilePath):
     """One file's record, with a signed download_url."""
     user = authenticate()
     f = files.get_visible(user, path.file_id)
-    return {**files.file_out(f), "download_url": signed_url(f"/api/files/{f.id}/download", url_binding(), f"file:{f.id}")}
+    download_url = signed_url(f"/api/files/{f.id}/download", url_binding(), f"file:{f.id}")
+    return {**files.file_out(f), "download_url": download_url}
 
 
 @bp.get("/files/<id:file_id>/download", security=[{"bearer": []}, {"signed_url": []}],

@@ -11,10 +11,6 @@ from shared.logs import request_id_var
 _SAFE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
-def current_request_id() -> str:
-    return g.get("request_id") or "-"
-
-
 def init_app(app: Flask) -> None:
     @app.before_request
     def _assign():

@@ -50,7 +50,7 @@ class Throttle:
             pipe.hmget(key, "n", "t")
         now = time.time()
         wait = 0.0
-        for scope, (n, t) in zip(keys, pipe.execute()):
+        for scope, (n, t) in zip(keys, pipe.execute(), strict=True):
             if n is None:
                 continue
             wait = max(wait, float(t) + _delay(scope, int(n)) - now)

@@ -5,5 +5,5 @@ from shared.models.knowledge import Chunk, File, FileScope, FileStatus
 from shared.models.speech import AudioClip
 from shared.models.user import Role, User, UserStatus
 
-__all__ = ["AudioClip", "Chunk", "Conversation", "File", "FileScope", "FileStatus", "IdempotencyKey", "Job", "JobState", "Message",
-           "MessageStatus", "Role", "User", "UserStatus"]
+__all__ = ["AudioClip", "Chunk", "Conversation", "File", "FileScope", "FileStatus", "IdempotencyKey", "Job", "JobState",
+           "Message", "MessageStatus", "Role", "User", "UserStatus"]

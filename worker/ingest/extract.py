@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 import zipfile
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Callable
 
 from defusedxml import ElementTree
 

@@ -23,10 +23,11 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 import redis
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
@@ -360,7 +361,6 @@ def job_task(name: str, max_retries: int = 5, on_fail: Callable[[JobContext, dic
                 job_id_var.reset(job_token)
                 request_id_var.reset(request_token)
 
-        run.handler = handler
         run.on_fail = on_fail
         return run
 
@@ -396,7 +396,7 @@ def _run(task, handler, job_id: str, on_fail) -> None:
         countdown = max(1.0, float(countdown))
         _requeue(job_id, owner, countdown)
         ctx.emit("progress", {"retrying_in": countdown, "reason": str(exc)[:200]})
-        raise task.retry(countdown=countdown, exc=exc)
+        raise task.retry(countdown=countdown, exc=exc) from exc
     except JobFailed as exc:
         _fail(ctx, owner, exc.code, exc.message, on_fail)
         return

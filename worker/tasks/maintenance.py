@@ -41,26 +41,26 @@ def sweep_jobs() -> int:
             now = utcnow()
             stale = now - timedelta(seconds=s.REDISPATCH_QUEUED_AFTER)
             candidates = db.session.execute(
-                select(Job.id, Job.kind, Job.state, Job.request_id).where(or_(
+                select(Job.id, Job.kind, Job.state).where(or_(
                     (Job.state == JobState.running.value) & (Job.lease_expires_at < now),
                     (Job.state == JobState.queued.value) & (Job.dispatched_at.is_(None) | (Job.dispatched_at < stale)),
                 )).limit(BATCH)
             ).all()
             db.session.commit()
-            for job_id, kind, state, request_id in candidates:
+            for job_id, kind, state in candidates:
                 cond = [Job.id == job_id, Job.state == state]
                 if state == JobState.running.value:
                     cond.append(Job.lease_expires_at < now)
                 else:
                     cond.append(Job.dispatched_at.is_(None) | (Job.dispatched_at < stale))
-                sent += _redispatch(job_id, kind, state, request_id, cond)
+                sent += _redispatch(job_id, kind, state, cond)
             sent += _resend_lost(s, now, stale)
         finally:
             db.session.remove()
     return sent
 
 
-def _redispatch(job_id: str, kind: str, state: str, request_id: str | None, cond: list) -> int:
+def _redispatch(job_id: str, kind: str, state: str, cond: list) -> int:
     """Mark the job queued and dispatched now, if `cond` still holds (one sweeper wins), then send it."""
     with write_tx():
         won = db.session.execute(update(Job).where(*cond).values(
@@ -69,7 +69,7 @@ def _redispatch(job_id: str, kind: str, state: str, request_id: str | None, cond
     if not won:
         return 0
     try:
-        jobs.send(job_id, kind, request_id)
+        jobs.send(job_id, kind)
         log.warning("re-dispatched job %s (%s, was %s)", job_id, kind, state)
         return 1
     except Exception:  # noqa: BLE001 - broker down: next sweep tries again
@@ -86,12 +86,12 @@ def _resend_lost(s, now, stale) -> int:
     """
     lost_cutoff = now - timedelta(seconds=s.REQUEUE_LOST_AFTER)
     rows = db.session.execute(
-        select(Job.id, Job.kind, Job.request_id).where(
+        select(Job.id, Job.kind).where(
             Job.state == JobState.queued.value, Job.dispatched_at < lost_cutoff, Job.dispatched_at >= stale)
         .order_by(Job.dispatched_at).limit(LOST_BATCH)
     ).all()
     db.session.commit()  # hold no read transaction while looking in the broker
-    tasks = {job_id: jobs.KIND_TASKS[kind] for job_id, kind, _ in rows if kind in jobs.KIND_TASKS}
+    tasks = {job_id: jobs.KIND_TASKS[kind] for job_id, kind in rows if kind in jobs.KIND_TASKS}
     if not tasks:
         return 0
     try:
@@ -100,11 +100,11 @@ def _resend_lost(s, now, stale) -> int:
         log.warning("could not look for lost messages", exc_info=True)
         return 0
     sent = 0
-    for job_id, kind, request_id in rows:
+    for job_id, kind in rows:
         if job_id in missing:
             # Still queued and not sent again since (by another sweeper, or a retry's requeue).
             cond = [Job.id == job_id, Job.state == JobState.queued.value, Job.dispatched_at < lost_cutoff]
-            if _redispatch(job_id, kind, "queued, its message lost", request_id, cond):
+            if _redispatch(job_id, kind, "queued, its message lost", cond):
                 sent += 1
     return sent
 

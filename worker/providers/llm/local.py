@@ -6,8 +6,8 @@ time (a lock), since the CPU is the limit.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from shared.settings import get_settings
 from worker.providers.llm.base import ChatMessage, LLMError

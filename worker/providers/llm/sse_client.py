@@ -1,7 +1,7 @@
 """Reading an HTTP Server-Sent Events response: yields each event's data string."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import requests
 

@@ -7,7 +7,7 @@ its own conversation memory per session_id, so only the newest user message is s
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 from shared.settings import get_settings
 from worker.providers.llm.base import ChatMessage, LLMError

@@ -33,7 +33,7 @@ DEFAULT_VOICE = "en_US-joe-medium"
 DRIVER = Path(__file__).with_name("piper_driver.py")
 LOAD_TIMEOUT = 120.0  # seconds for the driver to load the voice (about 1.5 s when idle)
 
-_engines: "weakref.WeakSet[PiperEngine]" = weakref.WeakSet()
+_engines: weakref.WeakSet[PiperEngine] = weakref.WeakSet()
 
 
 def default_python() -> Path:
