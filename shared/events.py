@@ -15,6 +15,17 @@ import redis
 from shared.settings import get_settings
 
 TERMINAL_EVENTS = {"done", "error", "cancelled"}
+# A job's final state -> its terminal event (the worker and the cancel publish these; a stream
+# that lost its terminal entry gets it made from the record).
+FINAL_EVENTS = {"succeeded": "done", "failed": "error", "cancelled": "cancelled"}
+
+
+def final_event(state: str, result: dict | None, error: dict | None) -> tuple[str, dict] | None:
+    """The terminal event of a job that ended (None while it is queued or running)."""
+    name = FINAL_EVENTS.get(state)
+    if name is None:
+        return None
+    return name, ({"state": state, "result": result} if name == "done" else {"state": state, "error": error})
 
 
 def stream_key(job_id: str) -> str:

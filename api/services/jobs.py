@@ -1,11 +1,18 @@
-"""Jobs as their owners see them: lookup with ownership, the 202 envelope, cancellation."""
+"""Jobs as their owners see them: lookup with ownership, listing, the 202 envelope, the event
+stream and cancellation."""
 from __future__ import annotations
 
-from flask import g
-from sqlalchemy import update
+from collections.abc import Callable, Iterator
+
+import redis
+from flask import current_app, g, request
+from sqlalchemy import func, select, update
 
 from api.errors import APIError
+from api.schemas.jobs import EVENT_ID
 from api.security import url_binding
+from api.services import sse
+from api.services.stream_slots import StreamSlot
 from shared import events
 from shared.database import db, utcnow, write_tx
 from shared.jobs import dispatch, new_job
@@ -17,7 +24,53 @@ from shared.signing import audio_url, job_urls
 
 
 def resource(job_id: str) -> str:
+    """The name a job's signatures are made for."""
     return f"job:{job_id}"
+
+
+def list_owned(user: User, limit: int, offset: int, kind: str | None, state: str | None) -> dict:
+    """A page of the user's jobs, newest first, with the total."""
+    stmt = select(Job).where(Job.user_id == user.id)
+    if kind:
+        stmt = stmt.where(Job.kind == kind)
+    if state:
+        stmt = stmt.where(Job.state == state)
+    total = db.session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
+    rows = db.session.execute(stmt.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)).scalars()
+    return {"items": [to_dict(j) for j in rows], "total": total, "limit": limit, "offset": offset}
+
+
+def _final(job: Job | None) -> tuple[str, dict] | None:
+    if job is None:
+        return "error", {"state": "failed", "error": {"code": "gone"}}
+    return events.final_event(job.state, job.result, job.error)
+
+
+def event_stream(job: Job, user: User | None, last_id: str) -> tuple[Iterator[str], Callable[[], None]]:
+    """The SSE frames of an owned job from `last_id` on, and what to call when the response closes.
+
+    Takes one of the owner's stream slots (429 `too_many_streams` past MAX_STREAMS_PER_USER; an
+    anonymous link counts per client IP) and ends the database session: an open stream holds
+    no database connection.
+    """
+    if last_id and not EVENT_ID.match(last_id):
+        raise APIError(400, "invalid_last_event_id", "Last-Event-ID must look like 1700000000000-0")
+    final, job_id = _final(job), job.id
+    slot = StreamSlot.open(f"user:{user.id}" if user else f"ip:{request.remote_addr}")
+    db.session.remove()
+    app = current_app._get_current_object()
+
+    def recheck():
+        with app.app_context():
+            return _final(db.session.get(Job, job_id))
+
+    def frames():
+        try:
+            yield from sse.stream(job_id, last_id, final, recheck, slot.touch)
+        except redis.exceptions.RedisError:
+            return  # the client reconnects with Last-Event-ID
+
+    return frames(), slot.close
 
 
 def envelope(job: Job) -> dict:
