@@ -23,9 +23,10 @@ def _router(name, args, kwargs, options, task=None, **kw):
     return {"queue": route_for(name)}
 
 
-def make_celery(main: str) -> Celery:
+def make_celery(main: str, task_cls: type | None = None) -> Celery:
+    """A Celery app with the shared configuration (the worker passes its task base class)."""
     s = get_settings()
-    app = Celery(main)
+    app = Celery(main, task_cls=task_cls) if task_cls else Celery(main)
     app.conf.update(
         broker_url=s.REDIS_URL,
         result_backend=None,

@@ -10,17 +10,31 @@ import os
 import socket
 import threading
 
-from celery import signals
+from celery import Task, signals
 
 from shared import speech, workers
+from shared.app import create_app
 from shared.celery_config import make_celery
+from shared.database import db
 from shared.logs import configure_logging, job_id_var, request_id_var
 from shared.redis_client import get_redis, reset_redis
 from shared.settings import get_settings
-from worker.app_context import flask_app
+
+
+class AppTask(Task):
+    """Every task runs inside the worker app's context and leaves no database session behind
+    (Flask's Celery pattern: docs/patterns/celery.rst)."""
+
+    def __call__(self, *args, **kwargs):
+        with create_app().app_context():
+            try:
+                return self.run(*args, **kwargs)
+            finally:
+                db.session.remove()
+
 
 settings = get_settings()
-celery = make_celery("mentor-worker")
+celery = make_celery("mentor-worker", task_cls=AppTask)
 celery.conf.include = ["worker.tasks.mail", "worker.tasks.chat", "worker.tasks.files", "worker.tasks.speech",
                        "worker.tasks.maintenance"]
 celery.conf.beat_schedule = {
@@ -53,8 +67,7 @@ def _fresh_log_context(**_):
 def _after_fork(**_):
     """A pool child must not share the parent's sockets."""
     reset_redis()
-    with flask_app().app_context():
-        from shared.database import db
+    with create_app().app_context():
         db.engine.dispose(close=False)
 
 

@@ -35,13 +35,13 @@ from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy import func, select, update
 
 from shared import events
+from shared.app import create_app
 from shared.celery_config import route_for
 from shared.database import db, utcnow, write_tx
 from shared.logs import job_id_var, request_id_var
 from shared.models import Job, JobState
 from shared.redis_client import get_redis
 from shared.settings import get_settings
-from worker.app_context import flask_app
 from worker.celery_app import celery
 
 log = logging.getLogger(__name__)
@@ -287,7 +287,7 @@ class LeaseKeeper:
 
     def _loop(self) -> None:
         s = get_settings()
-        app = flask_app()
+        app = create_app()  # a thread of its own: it enters the app context itself
         c = JOBS.c
         while True:
             time.sleep(s.JOB_HEARTBEAT_SECONDS)
@@ -352,11 +352,7 @@ def job_task(name: str, max_retries: int = 5, on_fail: Callable[[JobContext, dic
             # process (or a gevent greenlet's context) goes on to run other tasks, the sweeper's too.
             job_token, request_token = job_id_var.set(job_id), request_id_var.set("-")
             try:
-                with flask_app().app_context():
-                    try:
-                        _run(self, handler, job_id, on_fail)
-                    finally:
-                        db.session.remove()
+                _run(self, handler, job_id, on_fail)  # inside the app context (AppTask)
             finally:
                 job_id_var.reset(job_token)
                 request_id_var.reset(request_token)
@@ -458,7 +454,7 @@ class JobTask(celery.Task):
         if not (isinstance(exc, (TimeLimitExceeded, SoftTimeLimitExceeded)) and args):
             return
         try:  # never raise here: the prefork pool kills the stuck child only after this returns
-            with flask_app().app_context():
+            with create_app().app_context():  # called outside the task's run (AppTask.__call__)
                 try:
                     _fail_stopped(self, str(args[0]))
                 finally:

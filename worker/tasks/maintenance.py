@@ -23,7 +23,6 @@ from shared.models import Job, JobState
 from shared.models.job import TERMINAL_STATES
 from shared.redis_client import get_redis
 from shared.settings import get_settings
-from worker.app_context import flask_app
 from worker.celery_app import celery
 from worker.tasks.base import JobContext, job_task, time_limits
 
@@ -36,27 +35,23 @@ LOST_BATCH = 1000  # queued jobs looked up in the broker per sweep
 def sweep_jobs() -> int:
     s = get_settings()
     sent = 0
-    with flask_app().app_context():
-        try:
-            now = utcnow()
-            stale = now - timedelta(seconds=s.REDISPATCH_QUEUED_AFTER)
-            candidates = db.session.execute(
-                select(Job.id, Job.kind, Job.state).where(or_(
-                    (Job.state == JobState.running.value) & (Job.lease_expires_at < now),
-                    (Job.state == JobState.queued.value) & (Job.dispatched_at.is_(None) | (Job.dispatched_at < stale)),
-                )).limit(BATCH)
-            ).all()
-            db.session.commit()
-            for job_id, kind, state in candidates:
-                cond = [Job.id == job_id, Job.state == state]
-                if state == JobState.running.value:
-                    cond.append(Job.lease_expires_at < now)
-                else:
-                    cond.append(Job.dispatched_at.is_(None) | (Job.dispatched_at < stale))
-                sent += _redispatch(job_id, kind, state, cond)
-            sent += _resend_lost(s, now, stale)
-        finally:
-            db.session.remove()
+    now = utcnow()
+    stale = now - timedelta(seconds=s.REDISPATCH_QUEUED_AFTER)
+    candidates = db.session.execute(
+        select(Job.id, Job.kind, Job.state).where(or_(
+            (Job.state == JobState.running.value) & (Job.lease_expires_at < now),
+            (Job.state == JobState.queued.value) & (Job.dispatched_at.is_(None) | (Job.dispatched_at < stale)),
+        )).limit(BATCH)
+    ).all()
+    db.session.commit()
+    for job_id, kind, state in candidates:
+        cond = [Job.id == job_id, Job.state == state]
+        if state == JobState.running.value:
+            cond.append(Job.lease_expires_at < now)
+        else:
+            cond.append(Job.dispatched_at.is_(None) | (Job.dispatched_at < stale))
+        sent += _redispatch(job_id, kind, state, cond)
+    sent += _resend_lost(s, now, stale)
     return sent
 
 
@@ -112,14 +107,9 @@ def _resend_lost(s, now, stale) -> int:
 @celery.task(name="default.purge_old_jobs", ignore_result=True, **time_limits("default.purge_old_jobs"))
 def purge_old_jobs() -> int:
     cutoff = utcnow() - timedelta(days=get_settings().JOB_RETENTION_DAYS)
-    with flask_app().app_context():
-        try:
-            with write_tx():
-                n = db.session.execute(
-                    delete(Job).where(Job.state.in_(TERMINAL_STATES), Job.finished_at < cutoff)).rowcount
-            return n
-        finally:
-            db.session.remove()
+    with write_tx():
+        return db.session.execute(
+            delete(Job).where(Job.state.in_(TERMINAL_STATES), Job.finished_at < cutoff)).rowcount
 
 
 @job_task("default.noop", max_retries=0)
