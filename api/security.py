@@ -17,7 +17,7 @@ from api.errors import APIError
 from api.extensions.jwt import session_of, session_revoked
 from shared.database import db
 from shared.models import User
-from shared.signing import ANONYMOUS, Binding, InvalidSignature, verify
+from shared.signing import ANONYMOUS, Binding, InvalidSignature, is_job_resource, verify
 
 
 def authenticate(resource: str | None = None) -> User | None:
@@ -30,7 +30,7 @@ def authenticate(resource: str | None = None) -> User | None:
             raise APIError(401, exc.code, exc.message) from exc
         g.by_signature = True
         if binding.user_id is None:  # made for an ownerless job (get_owned checks which)
-            if not resource.startswith("job:"):
+            if not is_job_resource(resource):
                 raise APIError(401, "invalid_signature", "this link was not issued for this resource")
             g.signed_anonymous = True
             return None

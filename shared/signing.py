@@ -76,13 +76,39 @@ def verify(token: str, resource: str) -> Binding:
     return Binding(data["u"], data["v"], data["s"])
 
 
+def job_resource(job_id: str) -> str:
+    """What a job's status and events URLs are signed for (the only kind an anonymous signature opens)."""
+    return f"job:{job_id}"
+
+
+def file_resource(file_id: str) -> str:
+    """What a file's download URL is signed for."""
+    return f"file:{file_id}"
+
+
+def audio_resource(audio_id: str) -> str:
+    """What an audio clip's URL is signed for."""
+    return f"audio:{audio_id}"
+
+
+def is_job_resource(resource: str) -> bool:
+    """Whether `resource` names a job (job_resource)."""
+    return resource.startswith("job:")
+
+
 def audio_url(binding: Binding | None, audio_id: str) -> str:
-    return signed_url(f"/api/audio/{audio_id}", binding, f"audio:{audio_id}")
+    """An audio clip's URL, signed for `binding` (plain when None)."""
+    return signed_url(f"/api/audio/{audio_id}", binding, audio_resource(audio_id))
+
+
+def file_download_url(binding: Binding | None, file_id: str) -> str:
+    """A file's download URL, signed for `binding` (plain when None)."""
+    return signed_url(f"/api/files/{file_id}/download", binding, file_resource(file_id))
 
 
 def job_urls(job_id: str, binding: Binding | None) -> dict[str, str]:
     """A job's status_url and events_url, signed for `binding` (plain when None)."""
-    resource = f"job:{job_id}"
+    resource = job_resource(job_id)
     return {"status_url": signed_url(f"/api/jobs/{job_id}", binding, resource),
             "events_url": signed_url(f"/api/jobs/{job_id}/events", binding, resource)}
 

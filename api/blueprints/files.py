@@ -10,7 +10,7 @@ from api.schemas.files import FileOut, FilePage, FilePath, FileQuery, UploadForm
 from api.security import authenticate, url_binding
 from api.services import files
 from shared.settings import get_settings
-from shared.signing import signed_url
+from shared.signing import file_download_url, file_resource
 from shared.storage import get_storage
 
 bp = APIBlueprint("files", __name__, url_prefix="/api", abp_tags=[Tag(name="files")],
@@ -49,8 +49,7 @@ def get_file(path: FilePath):
     """One file's record, with a signed download_url."""
     user = authenticate()
     f = files.get_visible(user, path.file_id)
-    download_url = signed_url(f"/api/files/{f.id}/download", url_binding(), f"file:{f.id}")
-    return {**files.file_out(f), "download_url": download_url}
+    return {**files.file_out(f), "download_url": file_download_url(url_binding(), f.id)}
 
 
 @bp.get("/files/<id:file_id>/download", security=[{"bearer": []}, {"signed_url": []}],
@@ -59,7 +58,7 @@ def get_file(path: FilePath):
                    206: {"description": "a byte range"}})
 def download(path: FilePath):
     """The file's bytes, streamed, with Range support (Bearer header or the signed download_url)."""
-    user = authenticate(f"file:{path.file_id}")
+    user = authenticate(file_resource(path.file_id))
     f = files.get_visible(user, path.file_id)
     storage = get_storage()
     if not storage.exists(f.storage_key):

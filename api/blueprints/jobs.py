@@ -8,6 +8,7 @@ from api.schemas.common import ERRORS, ErrorResponse, JobOut
 from api.schemas.jobs import SSE_EVENT, JobListQuery, JobPage, JobPath
 from api.security import authenticate
 from api.services import jobs as job_service
+from shared.signing import job_resource
 
 bp = APIBlueprint("jobs", __name__, url_prefix="/api/jobs", abp_tags=[Tag(name="jobs")],
                   abp_security=[{"bearer": []}, {"signed_url": []}], abp_responses=ERRORS)
@@ -22,7 +23,7 @@ def list_jobs(query: JobListQuery):
 @bp.get("/<id:job_id>", responses={200: JobOut})
 def get_job(path: JobPath):
     """The job record: state, progress, result or error. Bearer header or the signed status_url."""
-    user = authenticate(job_service.resource(path.job_id))
+    user = authenticate(job_resource(path.job_id))
     return job_service.to_dict(job_service.get_owned(path.job_id, user))
 
 
@@ -42,7 +43,7 @@ def job_events(path: JobPath):
     MAX_STREAMS_PER_USER streams open at once (an anonymous link: per client IP); 429
     `too_many_streams` beyond, before the stream starts.
     """
-    user = authenticate(job_service.resource(path.job_id))
+    user = authenticate(job_resource(path.job_id))
     job = job_service.get_owned(path.job_id, user)
     last_id = request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or ""
     frames, close = job_service.event_stream(job, user, last_id)

@@ -8,6 +8,7 @@ from api.schemas.common import ERRORS, ErrorResponse
 from api.schemas.speech import AudioPath, TTSBody, TTSResponse, VoicesResponse
 from api.security import authenticate
 from api.services import speech
+from shared.signing import audio_resource
 from shared.storage import get_storage
 
 bp = APIBlueprint("speech", __name__, url_prefix="/api", abp_tags=[Tag(name="speech")],
@@ -36,7 +37,7 @@ def voices():
 def audio(path: AudioPath):
     """An audio clip, to its owner only (Bearer header or the signed audio_url), with Range support."""
     from flask import send_file
-    user = authenticate(f"audio:{path.audio_id}")
+    user = authenticate(audio_resource(path.audio_id))
     clip = speech.get_clip(user, path.audio_id)
     local = get_storage().local_path(clip.storage_key)
     if local is None or not local.is_file():

@@ -23,11 +23,6 @@ from shared.settings import get_settings
 from shared.signing import audio_url, job_urls
 
 
-def resource(job_id: str) -> str:
-    """The name a job's signatures are made for."""
-    return f"job:{job_id}"
-
-
 def list_owned(user: User, limit: int, offset: int, kind: str | None, state: str | None) -> dict:
     """A page of the user's jobs, newest first, with the total."""
     stmt = select(Job).where(Job.user_id == user.id)
