@@ -12,6 +12,8 @@ import argparse
 import os
 import time
 
+from shared.payloads import NoopPayload
+
 PATHS = ("poll", "enqueue", "noop", "chat")
 
 
@@ -42,7 +44,7 @@ def main() -> None:
         def noop_job():
             with app.app_context():
                 with write_tx():
-                    return jobs.new_job("noop", None, {}).id
+                    return jobs.new_job("noop", None, NoopPayload()).id
 
         job_id = enqueue()
         bare = bare_app().test_client()

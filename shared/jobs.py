@@ -16,6 +16,7 @@ from shared.database import db, utcnow, write_tx
 from shared.models import Job, JobState
 from shared.models.job import ACTIVE_STATES
 from shared.models.user import new_id
+from shared.payloads import PAYLOADS, Payload
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def active_jobs(user_id: str, kind: str) -> int:
     return db.session.execute(_ACTIVE_JOBS, {"user_id": user_id, "kind": kind}).scalar_one()
 
 
-def new_job(kind: str, user_id: str | None, payload: dict, request_id: str | None = None,
+def new_job(kind: str, user_id: str | None, payload: Payload, request_id: str | None = None,
             session_id: str | None = None) -> Job:
     """Insert a queued job in the current transaction (call inside `write_tx`); enforces the per-user limit.
 
@@ -64,15 +65,16 @@ def new_job(kind: str, user_id: str | None, payload: dict, request_id: str | Non
     """
     if kind not in KIND_TASKS:
         raise ValueError(f"unknown job kind {kind!r}")
+    if type(payload) is not PAYLOADS[kind]:
+        raise TypeError(f"a {kind} job takes a {PAYLOADS[kind].__name__}, not {type(payload).__name__}")
     if user_id is not None:
         limit = get_settings().MAX_ACTIVE_JOBS_PER_KIND
         if active_jobs(user_id, kind) >= limit:
             raise JobLimitExceeded(kind, limit)
     now = utcnow()
-    values = {"id": new_id(), "kind": kind, "user_id": user_id, "payload": payload, "request_id": request_id,
-              "session_id": session_id, "state": JobState.queued.value, "progress": 0.0, "attempts": 0,
-              "dispatched_at": now,
-              "created_at": now, "updated_at": now}
+    values = {"id": new_id(), "kind": kind, "user_id": user_id, "payload": payload.model_dump(mode="json"),
+              "request_id": request_id, "session_id": session_id, "state": JobState.queued.value, "progress": 0.0,
+              "attempts": 0, "dispatched_at": now, "created_at": now, "updated_at": now}
     db.session.execute(insert(Job), [values])  # a Core insert: no unit-of-work flush on the hot path
     return Job(**values)  # a detached copy for the caller (ids, kind, dispatch)
 

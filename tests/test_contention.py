@@ -18,6 +18,7 @@ import uuid
 import pytest
 import requests
 
+from shared.payloads import MailPayload
 from tests.fire import (
     LONG,
     POOL_TROUBLE,
@@ -213,8 +214,8 @@ def test_hundreds_of_event_streams_stay_open(layout):
     with database.app.app_context():
         with write_tx():  # queued and marked dispatched, never sent: no worker takes them (see the layout's env)
             # Made without an owner (this process's per-user limit of active jobs is 20), then given one.
-            made = [jobs.new_job("mail", None, {"to": "nobody@example.com", "template": "no_account",
-                                                "context": {}}) for _ in range(STREAMS)]
+            payload = MailPayload(to="nobody@example.com", template="no_account")
+            made = [jobs.new_job("mail", None, payload) for _ in range(STREAMS)]
             job_ids = [job.id for job in made]
             db.session.execute(update(Job).where(Job.id.in_(job_ids)).values(user_id=user["id"]))
         db.session.remove()

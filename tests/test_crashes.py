@@ -30,6 +30,7 @@ from datetime import datetime
 
 import pytest
 
+from shared.payloads import MailPayload
 from tests.fire import (
     SWEEPER_ENV,
     UNTHROTTLED_ENV,
@@ -288,8 +289,8 @@ def test_a_message_lost_with_its_consumer_is_sent_again_within_15s(app, client, 
     with app.app_context():
         with write_tx():
             # Written with dispatched_at set, and never sent: its message is "lost".
-            job = jobs.new_job("mail", a["id"], {"to": to, "template": "no_account",
-                                                 "context": {"purpose": "register", "minutes": 5}})
+            job = jobs.new_job("mail", a["id"], MailPayload(to=to, template="no_account",
+                                                            context={"purpose": "register", "minutes": 5}))
         job_id = job.id
     dispatched = time.monotonic()
     found = wait_for_state(client, job_id, a["access_token"], timeout=RESUME_WITHIN + 5)

@@ -6,6 +6,7 @@ import io
 
 import pytest
 
+from shared.payloads import FilePayload
 from tests import documents
 from tests.support import bearer, parse_sse, wait_for_state
 
@@ -233,7 +234,7 @@ def test_a_file_whose_job_is_cancelled_while_queued_is_failed_at_once(app, clien
                      scope="personal", status="processing", storage_key=f"files/{a['id']}/{'0' * 64}")
             db.session.add(f)
             db.session.flush()
-            job = new_job("file", a["id"], {"file_id": f.id, "kind": "txt"})
+            job = new_job("file", a["id"], FilePayload(file_id=f.id, kind="txt"))
             f.job_id = job.id
         file_id, job_id = f.id, job.id
     r = client.delete(f"/api/jobs/{job_id}", headers=bearer(a["access_token"]))

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 import requests
 
+from shared.payloads import MailPayload, NoopPayload
 from tests.support import bearer, job_state, new_email, parse_sse, wait_for_state, wait_until
 
 
@@ -18,8 +19,8 @@ def make_job(app, user_id, to=None, dispatch=True):
     from shared.database import write_tx
     with app.app_context():
         with write_tx():
-            job = jobs.new_job("mail", user_id, {"to": to or new_email(), "template": "no_account",
-                                                 "context": {"purpose": "register", "minutes": 5}})
+            job = jobs.new_job("mail", user_id, MailPayload(to=to or new_email(), template="no_account",
+                                                            context={"purpose": "register", "minutes": 5}))
         if dispatch:
             jobs.dispatch(job)
         return job.id
@@ -244,7 +245,7 @@ def test_a_jobs_log_context_ends_with_it(app):
     try:
         with app.app_context():
             with write_tx():
-                job = jobs.new_job("noop", None, {}, request_id="req-of-the-job")
+                job = jobs.new_job("noop", None, NoopPayload(), request_id="req-of-the-job")
             job_id = job.id
         noop.apply(args=[job_id])
     finally:
@@ -259,3 +260,25 @@ def test_a_jobs_log_context_ends_with_it(app):
     request_id_var.set("stale-request")
     sweep_jobs.apply()
     assert (job_id_var.get(), request_id_var.get()) == ("-", "-")
+
+
+def test_payloads_are_typed_and_validated_again_by_the_worker(app, client, users, worker):
+    """A job takes its kind's payload model, never a dict; a stored payload the worker cannot
+    validate fails the job once with `bad_payload` (nothing is run)."""
+    from sqlalchemy import update
+
+    from shared import jobs
+    from shared.database import db, write_tx
+    from shared.models import Job
+    a = users()
+    with app.app_context():
+        with pytest.raises(TypeError), write_tx():
+            jobs.new_job("mail", a["id"], {"to": "x@example.com", "template": "no_account"})
+        with pytest.raises(TypeError), write_tx():
+            jobs.new_job("mail", a["id"], NoopPayload())
+        with write_tx():
+            job = jobs.new_job("mail", a["id"], MailPayload(to=new_email(), template="no_account"))
+            db.session.execute(update(Job).where(Job.id == job.id).values(payload={"to": 3, "surprise": True}))
+        jobs.dispatch(job)
+    found = wait_for_state(client, job.id, a["access_token"])
+    assert found["state"] == "failed" and found["error"]["code"] == "bad_payload" and found["attempts"] == 1, found

@@ -19,6 +19,7 @@ import uuid
 import pytest
 
 from devtools.stack import start_redis
+from shared.payloads import MailPayload
 from tests.fire import SWEEPER_ENV, UNTHROTTLED_ENV, Client, IsolatedDatabase, grep_logs, wait_jobs_settled
 from tests.support import new_email
 
@@ -142,8 +143,8 @@ def test_redis_outage_fails_fast_and_loses_nothing(outage, smtp):
     to = new_email()
     with database.app.app_context():
         with write_tx():
-            job = jobs.new_job("mail", user["id"], {"to": to, "template": "no_account",
-                                                    "context": {"purpose": "register", "minutes": 5}})
+            job = jobs.new_job("mail", user["id"], MailPayload(to=to, template="no_account",
+                                                               context={"purpose": "register", "minutes": 5}))
             job.dispatched_at = None  # as dispatch() leaves it when Redis refuses the message
         job_id = job.id
         db.session.remove()

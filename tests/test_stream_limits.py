@@ -11,6 +11,7 @@ import pytest
 import redis
 import requests
 
+from shared.payloads import NoopPayload
 from tests.support import bearer, wait_until
 
 CAP = 3
@@ -33,7 +34,7 @@ def running_jobs(app, user_id: str, n: int) -> list[str]:
     from shared.models import Job
     with app.app_context():
         with write_tx():
-            ids = [jobs.new_job("noop", user_id, {}).id for _ in range(n)]
+            ids = [jobs.new_job("noop", user_id, NoopPayload()).id for _ in range(n)]
             db.session.execute(update(Job).where(Job.id.in_(ids)).values(
                 state="running", lease_owner="stream-test:0", lease_expires_at=utcnow() + timedelta(hours=1)))
         db.session.remove()

@@ -17,6 +17,7 @@ from api.services.passwords import check_policy, hash_password, verify_password
 from shared.database import db, utcnow, write_tx
 from shared.knowledge.builtin import index_changed
 from shared.models import AudioClip, Chunk, Job, Role, User
+from shared.payloads import MailPayload
 from shared.redis_client import get_redis
 from shared.settings import get_settings
 from shared.storage import get_storage
@@ -41,7 +42,7 @@ def send_code(email: str, purpose: str) -> dict:
     context: dict = {"purpose": purpose, "minutes": get_settings().CODE_TTL // 60}
     if template.startswith("code_"):
         context["code"] = codes.issue(email, purpose)
-    job = enqueue("mail", None, {"to": email, "template": template, "context": context})
+    job = enqueue("mail", None, MailPayload(to=email, template=template, context=context))
     return {**envelope(job), "message": "If this address can receive it, a code is on its way.",
             "expires_in": get_settings().CODE_TTL}
 

@@ -24,6 +24,7 @@ from shared.jobs import dispatch, new_job
 from shared.models import Conversation, IdempotencyKey, Job, Message, MessageStatus, User
 from shared.models.job import ACTIVE_STATES
 from shared.models.user import new_id
+from shared.payloads import ChatOptions, ChatPayload
 from shared.redis_client import get_redis
 from shared.settings import get_settings
 from shared.signing import audio_url, job_urls
@@ -83,8 +84,9 @@ def send(user: User, body: dict, idempotency_key: str | None) -> dict:
             conversation_id = conversation_id or new_id()
             question_id, reply_id = new_id(), new_id()
             # The job first: its per-user limit is a query, and nothing else is pending yet.
-            job = new_job("chat", user.id, {"conversation_id": conversation_id, "user_message_id": question_id,
-                                            "reply_message_id": reply_id, "options": body.get("options") or {}},
+            payload = ChatPayload(conversation_id=conversation_id, user_message_id=question_id,
+                                  reply_message_id=reply_id, options=ChatOptions(**(body.get("options") or {})))
+            job = new_job("chat", user.id, payload,
                           request_id=g.get("request_id"), session_id=caller_session())
             # Core inserts: this is the hot path, and a unit-of-work flush costs more than the writes.
             if new_conversation:

@@ -30,6 +30,7 @@ from shared.jobs import dispatch, new_job
 from shared.knowledge.builtin import index_changed
 from shared.models import AudioClip, Chunk, File, FileScope, FileStatus, Job, Role, User
 from shared.models.job import ACTIVE_STATES
+from shared.payloads import FilePayload
 from shared.settings import get_settings
 from shared.signing import job_urls
 from shared.storage import get_storage
@@ -170,7 +171,7 @@ def _record(user: User, name: str, size: int, kind: str, sha: str, scope: str, k
                  storage_key=key)
         db.session.add(f)
         db.session.flush()
-        job = new_job("file", user.id, {"file_id": f.id, "kind": kind}, request_id=g.get("request_id"),
+        job = new_job("file", user.id, FilePayload(file_id=f.id, kind=kind), request_id=g.get("request_id"),
                       session_id=caller_session())
         f.job_id = job.id
     return f, job

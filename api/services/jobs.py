@@ -18,6 +18,7 @@ from shared.database import db, utcnow, write_tx
 from shared.jobs import dispatch, new_job
 from shared.models import File, FileStatus, Job, JobState, Message, MessageStatus, User
 from shared.models.job import ACTIVE_STATES
+from shared.payloads import Payload
 from shared.redis_client import get_redis
 from shared.settings import get_settings
 from shared.signing import audio_url, job_urls
@@ -108,7 +109,7 @@ def get_owned(job_id: str, user: User | None) -> Job:
     return job
 
 
-def enqueue(kind: str, user_id: str | None, payload: dict) -> Job:
+def enqueue(kind: str, user_id: str | None, payload: Payload) -> Job:
     """Write a job record, commit, then dispatch it."""
     with write_tx():
         job = new_job(kind, user_id, payload, request_id=g.get("request_id"),

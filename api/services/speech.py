@@ -11,6 +11,7 @@ from api.services.files import ensure_room
 from api.services.jobs import enqueue, envelope
 from shared.database import db
 from shared.models import AudioClip, User
+from shared.payloads import TTSPayload
 from shared.redis_client import get_redis
 from shared.settings import get_settings
 from shared.speech import read_voices
@@ -37,8 +38,8 @@ def request_speech(user: User, text: str, voice: str | None, fmt: str | None) ->
     known = {v["id"] for v in published["voices"]}
     if voice is not None and voice not in known:
         raise APIError(400, "unknown_voice", f"unknown voice {voice!r}", {"voices": sorted(known)})
-    job = enqueue("tts", user.id, {"text": text, "voice": voice or published.get("default") or s.TTS_VOICE or None,
-                                   "format": fmt or s.TTS_DEFAULT_FORMAT})
+    job = enqueue("tts", user.id, TTSPayload(text=text, voice=voice or published.get("default") or s.TTS_VOICE or None,
+                                             format=fmt or s.TTS_DEFAULT_FORMAT))
     return envelope(job)
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import redis
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
+from pydantic import ValidationError
 from sqlalchemy import func, select, update
 
 from shared import events
@@ -40,6 +41,8 @@ from shared.celery_config import route_for
 from shared.database import db, utcnow, write_tx
 from shared.logs import job_id_var, request_id_var
 from shared.models import Job, JobState
+from shared.payloads import Payload
+from shared.payloads import parse as parse_payload
 from shared.redis_client import get_redis
 from shared.settings import get_settings
 from worker.celery_app import celery
@@ -94,12 +97,12 @@ class JobContext:
     job_id: str
     kind: str
     user_id: str | None
-    payload: dict[str, Any]
+    payload: Payload | None  # the kind's model (shared.payloads); None only for a job whose input is invalid
     attempt: int
     time_limit: float = float("inf")  # seconds from `started`
     started: float = field(default_factory=time.monotonic)
     lease_lost: threading.Event = field(default_factory=threading.Event)
-    new_payload: dict[str, Any] | None = None
+    new_payload: Payload | None = None  # stored in place of the payload when the job ends
 
     ttl_refreshed_at: float = 0.0
 
@@ -372,8 +375,13 @@ def _run(task, handler, job_id: str, on_fail) -> None:
     if job.request_id:
         request_id_var.set(job.request_id)
     owner = job.lease_owner
-    ctx = JobContext(job_id=job.id, kind=job.kind, user_id=job.user_id, payload=job.payload, attempt=job.attempts,
+    ctx = JobContext(job_id=job.id, kind=job.kind, user_id=job.user_id, payload=None, attempt=job.attempts,
                      time_limit=task.soft_time_limit or float("inf"))
+    try:
+        ctx.payload = parse_payload(job.kind, job.payload)
+    except ValidationError as exc:  # written by another version, or by hand: nothing to run, nothing to mark
+        _fail(ctx, owner, "bad_payload", f"the job's input is not valid ({exc.error_count()} errors)")
+        return
     if job.attempts > 1:
         ctx.emit("restarted", {"attempt": job.attempts})
     leases.add(job.id, ctx.lease_lost)
@@ -408,7 +416,7 @@ def _run(task, handler, job_id: str, on_fail) -> None:
     values: dict[str, Any] = {"state": JobState.succeeded.value, "result": result or {}, "progress": 1.0,
                               "error": None}
     if ctx.new_payload is not None:
-        values["payload"] = ctx.new_payload
+        values["payload"] = ctx.new_payload.model_dump(mode="json")
     if _finish(job_id, owner, **values):
         ctx.emit("done", {"state": JobState.succeeded.value, "result": result or {}})
         log.info("job %s (%s) succeeded on attempt %d", job_id, ctx.kind, ctx.attempt)
@@ -416,13 +424,21 @@ def _run(task, handler, job_id: str, on_fail) -> None:
 
 def _fail(ctx: JobContext, owner: str, code: str, message: str, on_fail=None) -> None:
     error = {"code": code, "message": message}
-    extra = {"payload": ctx.new_payload} if ctx.new_payload is not None else {}
-    if on_fail is not None:
+    extra = {"payload": ctx.new_payload.model_dump(mode="json")} if ctx.new_payload is not None else {}
+    if on_fail is not None and ctx.payload is not None:
         with write_tx():
             on_fail(ctx, error)
     if _finish(ctx.job_id, owner, state=JobState.failed.value, error=error, **extra):
         ctx.emit("error", {"state": JobState.failed.value, "error": error})
         log.warning("job %s (%s) failed: %s: %s", ctx.job_id, ctx.kind, code, message)
+
+
+def _valid_payload(kind: str, data: dict | None) -> Payload | None:
+    """The job's typed payload, or None when the stored one is not valid."""
+    try:
+        return parse_payload(kind, data)
+    except ValidationError:
+        return None
 
 
 def _mark_cancelled(job_id: str, on_fail) -> None:
@@ -433,9 +449,9 @@ def _mark_cancelled(job_id: str, on_fail) -> None:
     row = db.session.execute(select(c.kind, c.user_id, c.payload, c.attempts, c.error).where(
         c.id == job_id, c.state == JobState.cancelled.value)).first()
     db.session.commit()
-    if row is not None:
-        ctx = JobContext(job_id=job_id, kind=row.kind, user_id=row.user_id, payload=dict(row.payload or {}),
-                         attempt=row.attempts)
+    payload = _valid_payload(row.kind, row.payload) if row is not None else None
+    if payload is not None:
+        ctx = JobContext(job_id=job_id, kind=row.kind, user_id=row.user_id, payload=payload, attempt=row.attempts)
         with write_tx():
             on_fail(ctx, row.error or {"code": "cancelled", "message": "cancelled"})
 
@@ -470,7 +486,7 @@ def _fail_stopped(task, job_id: str) -> None:
     db.session.commit()
     if row is None:
         return
-    ctx = JobContext(job_id=job_id, kind=row.kind, user_id=row.user_id, payload=dict(row.payload or {}),
+    ctx = JobContext(job_id=job_id, kind=row.kind, user_id=row.user_id, payload=_valid_payload(row.kind, row.payload),
                      attempt=row.attempts, time_limit=task.soft_time_limit or task.time_limit)
     message = f"stopped by its hard time limit of {task.time_limit:g} s"
     _fail(ctx, row.lease_owner, "time_limit", message, task.on_fail)

@@ -17,6 +17,7 @@ from shared.database import db, utcnow, write_tx
 from shared.jobs import JobLimitExceeded, dispatch, new_job
 from shared.knowledge import get_retriever
 from shared.models import Conversation, File, FileScope, FileStatus, Message, MessageStatus
+from shared.payloads import ChatPayload, SpeechPayload
 from shared.redis_client import get_redis
 from shared.settings import get_settings
 from shared.signing import job_binding, job_urls
@@ -65,7 +66,7 @@ def _reply_failed(ctx: JobContext, error: dict) -> None:
     except Exception:  # noqa: BLE001 - Redis gone too: the reply is marked failed without its text
         log.warning("could not read the streamed text of job %s", ctx.job_id, exc_info=True)
         streamed = ""
-    db.session.execute(update(Message).where(Message.id == ctx.payload["reply_message_id"],
+    db.session.execute(update(Message).where(Message.id == ctx.payload.reply_message_id,
                                              Message.status == MessageStatus.streaming.value)
                        .values(status=MessageStatus.failed.value, content=streamed))
 
@@ -78,9 +79,9 @@ def _start_speech(ctx: JobContext, reply_id: str) -> None:
     binding = job_binding(ctx.job_id)
     try:
         with write_tx():
-            job = new_job("speech", ctx.user_id, {"message_id": reply_id, "chat_job_id": ctx.job_id,
-                                                  "format": get_settings().TTS_DEFAULT_FORMAT,
-                                                  "voice": get_settings().TTS_VOICE or None},
+            job = new_job("speech", ctx.user_id, SpeechPayload(message_id=reply_id, chat_job_id=ctx.job_id,
+                                                               format=get_settings().TTS_DEFAULT_FORMAT,
+                                                               voice=get_settings().TTS_VOICE or None),
                           session_id=binding.session if binding is not None else None)
             message = db.session.get(Message, reply_id)
             message.meta = {**(message.meta or {}), "speech_job_id": job.id}
@@ -94,26 +95,26 @@ def _start_speech(ctx: JobContext, reply_id: str) -> None:
 @job_task("llm.chat_reply", max_retries=get_settings().LLM_CONNECT_RETRIES, on_fail=_reply_failed)
 def chat_reply(ctx: JobContext) -> dict:
     s = get_settings()
-    p = ctx.payload
-    question = db.session.get(Message, p["user_message_id"])
-    reply = db.session.get(Message, p["reply_message_id"])
+    p: ChatPayload = ctx.payload
+    question = db.session.get(Message, p.user_message_id)
+    reply = db.session.get(Message, p.reply_message_id)
     if question is None or reply is None:
         raise JobFailed("conversation_gone", "the conversation was deleted")
-    context, citations = _knowledge(ctx.user_id, question.content, (p.get("options") or {}).get("use_knowledge"))
-    messages = build_messages(p["conversation_id"], question, context)
+    context, citations = _knowledge(ctx.user_id, question.content, p.options.use_knowledge)
+    messages = build_messages(p.conversation_id, question, context)
     reply_id, created_at = reply.id, reply.created_at
     db.session.commit()  # end the read transaction before the long generation
     if ctx.attempt > 1 or citations:  # a re-run starts the reply over; citations go on it now
         _save(reply_id, "", MessageStatus.streaming.value, citations=citations)
     if citations:
         ctx.emit("citations", {"citations": citations})
-    if (p.get("options") or {}).get("tts"):
+    if p.options.tts:
         _start_speech(ctx, reply_id)
 
     parts: list[str] = []
     try:
         for delta in get_provider().stream(messages, max_tokens=s.LLM_MAX_TOKENS, temperature=s.LLM_TEMPERATURE,
-                                           user_id=ctx.user_id or "", session_id=p["conversation_id"]):
+                                           user_id=ctx.user_id or "", session_id=p.conversation_id):
             parts.append(delta)
             ctx.token(delta)  # raises Cancelled once the job is cancelled (checked with each token)
     except Cancelled:
@@ -131,7 +132,7 @@ def chat_reply(ctx: JobContext) -> dict:
     with write_tx():
         db.session.execute(update(Message).where(Message.id == reply_id).values(
             content=content, status=MessageStatus.complete.value, updated_at=now))
-        db.session.execute(update(Conversation).where(Conversation.id == p["conversation_id"]).values(updated_at=now))
-    return {"message": {"id": reply_id, "conversation_id": p["conversation_id"], "role": "assistant",
+        db.session.execute(update(Conversation).where(Conversation.id == p.conversation_id).values(updated_at=now))
+    return {"message": {"id": reply_id, "conversation_id": p.conversation_id, "role": "assistant",
                         "content": content, "status": MessageStatus.complete.value, "citations": citations,
                         "created_at": created_at.isoformat() + "Z"}}

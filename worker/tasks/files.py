@@ -33,7 +33,7 @@ def _set_file(file_id: str, **values) -> None:
 
 
 def _file_failed(ctx: JobContext, error: dict) -> None:
-    db.session.execute(update(File).where(File.id == ctx.payload["file_id"]).values(
+    db.session.execute(update(File).where(File.id == ctx.payload.file_id).values(
         status=FileStatus.failed.value, error=error))
 
 
@@ -41,10 +41,10 @@ def _file_failed(ctx: JobContext, error: dict) -> None:
 def process_file(ctx: JobContext) -> dict:
     """Index one uploaded file (a failed or cancelled job leaves it `failed` with the job's error)."""
     s = get_settings()
-    f = db.session.get(File, ctx.payload["file_id"])
+    f = db.session.get(File, ctx.payload.file_id)
     if f is None:
         raise JobFailed("file_gone", "the file was deleted")
-    kind = ctx.payload["kind"]
+    kind = ctx.payload.kind
     file_id, key, owner, scope, name = f.id, f.storage_key, f.user_id, f.scope, f.name
     db.session.commit()
     if kind not in INDEXED:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from shared.payloads import MailPayload
 from shared.settings import get_settings
 from worker.providers.mail import PermanentMailError, TransientMailError, get_provider
 from worker.tasks.base import JobContext, JobFailed, Transient, job_task
@@ -51,10 +52,10 @@ def build_message(job_id: str, to: str, template: str, context: dict) -> EmailMe
 
 @job_task("mail.send", max_retries=get_settings().MAIL_MAX_RETRIES)
 def send_mail(ctx: JobContext) -> dict:
-    p = ctx.payload
-    msg = build_message(ctx.job_id, p["to"], p["template"], p.get("context") or {})
+    p: MailPayload = ctx.payload
+    msg = build_message(ctx.job_id, p.to, p.template, p.context)
     # The code is needed only to build the message: keep no copy of it once the job ends.
-    ctx.new_payload = {**p, "context": {k: v for k, v in (p.get("context") or {}).items() if k != "code"}}
+    ctx.new_payload = p.model_copy(update={"context": {k: v for k, v in p.context.items() if k != "code"}})
     ctx.emit("progress", {"progress": 0.5, "stage": "sending"})
     try:
         get_provider().send(msg)

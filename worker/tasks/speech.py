@@ -16,10 +16,9 @@ from sqlalchemy import update
 from shared import events
 from shared.database import db, write_tx
 from shared.models import AudioClip, Message
+from shared.payloads import SpeechPayload, TTSPayload
 from shared.redis_client import get_blocking_redis
-from shared.settings import get_settings
 from shared.signing import audio_url, job_binding
-from shared.speech import FORMATS
 from shared.storage import get_storage
 from worker.providers.tts import TTSError, TTSUnavailable, get_engine
 from worker.providers.tts.audio import Audio, clean_for_speech, concat, duration, split_sentences, to_format
@@ -73,10 +72,9 @@ class _Speaker:
 
 @job_task("tts.synthesize", max_retries=3)
 def synthesize(ctx: JobContext) -> dict:
-    p = ctx.payload
-    fmt = p.get("format") if p.get("format") in FORMATS else get_settings().TTS_DEFAULT_FORMAT
-    speaker = _Speaker(ctx, p.get("voice"), fmt)
-    sentences = split_sentences(clean_for_speech(p["text"]))
+    p: TTSPayload = ctx.payload
+    speaker = _Speaker(ctx, p.voice, p.format)
+    sentences = split_sentences(clean_for_speech(p.text))
     for i, sentence in enumerate(sentences):
         speaker.say(sentence)
         ctx.emit("progress", {"progress": round((i + 1) / len(sentences), 3), "sentences": len(sentences)})
@@ -86,14 +84,13 @@ def synthesize(ctx: JobContext) -> dict:
 @job_task("tts.speak_reply", max_retries=3)
 def speak_reply(ctx: JobContext) -> dict:
     """Follow the chat job's token stream and speak each sentence once it is complete."""
-    p = ctx.payload
-    fmt = p.get("format") if p.get("format") in FORMATS else get_settings().TTS_DEFAULT_FORMAT
-    speaker = _Speaker(ctx, p.get("voice"), fmt, message_id=p["message_id"])
+    p: SpeechPayload = ctx.payload
+    speaker = _Speaker(ctx, p.voice, p.format, message_id=p.message_id)
     r = get_blocking_redis()
     text, spoken, after, ended = "", 0, "0", None
     deadline = time.monotonic() + FOLLOW_LIMIT
     while ended is None and time.monotonic() < deadline:
-        for _id, name, data in events.read(r, p["chat_job_id"], after, 2000):
+        for _id, name, data in events.read(r, p.chat_job_id, after, 2000):
             after = _id
             if name == "token":
                 text += data.get("delta", "")
@@ -111,7 +108,7 @@ def speak_reply(ctx: JobContext) -> dict:
         raise JobFailed("reply_timeout", "the reply did not finish in time")
     result = speaker.finish()
     with write_tx():
-        message = db.session.get(Message, p["message_id"])
+        message = db.session.get(Message, p.message_id)
         if message is not None:
             db.session.execute(update(Message).where(Message.id == message.id).values(
                 meta={**(message.meta or {}), "audio_id": result["audio_id"]}))
