@@ -24,6 +24,7 @@ from api.errors import APIError
 from api.extensions.limiter import per_user
 from api.security import url_binding
 from api.services.jobs import caller_session, cancel
+from api.services.paging import page
 from api.services.sniff import CONTENT_TYPES, INDEXED, display_name, sniff
 from shared.database import db, write_tx
 from shared.jobs import dispatch, new_job
@@ -187,9 +188,7 @@ def list_files(user: User, limit: int, offset: int, status: str | None, scope: s
         stmt = stmt.where(File.status == status)
     if scope:
         stmt = stmt.where(File.scope == scope)
-    total = db.session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
-    rows = db.session.execute(stmt.order_by(File.created_at.desc(), File.id).limit(limit).offset(offset)).scalars()
-    return {"items": [file_out(f) for f in rows], "total": total, "limit": limit, "offset": offset}
+    return page(stmt, (File.created_at.desc(), File.id), limit, offset, file_out)
 
 
 def delete_file(user: User, file_id: str) -> None:

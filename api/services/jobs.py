@@ -6,12 +6,13 @@ from collections.abc import Callable, Iterator
 
 import redis
 from flask import current_app, g, request
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from api.errors import APIError
 from api.schemas.jobs import EVENT_ID
 from api.security import url_binding
 from api.services import sse
+from api.services.paging import page
 from api.services.stream_slots import StreamSlot
 from shared import events
 from shared.database import db, utcnow, write_tx
@@ -31,9 +32,7 @@ def list_owned(user: User, limit: int, offset: int, kind: str | None, state: str
         stmt = stmt.where(Job.kind == kind)
     if state:
         stmt = stmt.where(Job.state == state)
-    total = db.session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
-    rows = db.session.execute(stmt.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)).scalars()
-    return {"items": [to_dict(j) for j in rows], "total": total, "limit": limit, "offset": offset}
+    return page(stmt, (Job.created_at.desc(), Job.id), limit, offset, to_dict)
 
 
 def _final(job: Job | None) -> tuple[str, dict] | None:
