@@ -18,66 +18,27 @@ result. The wrapper:
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import socket
-import threading
-import time
 from collections.abc import Callable
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
-import redis
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 
-from shared import events
 from shared.app import create_app
 from shared.celery_config import route_for
-from shared.database import db, utcnow, write_tx
+from shared.database import db, write_tx
 from shared.logs import job_id_var, request_id_var
-from shared.models import Job, JobState
+from shared.models import JobState
 from shared.payloads import Payload
 from shared.payloads import parse as parse_payload
-from shared.redis_client import get_redis
 from shared.settings import get_settings
 from worker.celery_app import celery
+from worker.tasks.context import Cancelled, JobContext, JobFailed, TimeLimitReached, Transient
+from worker.tasks.lifecycle import JOBS, claim, finish, leases, requeue
 
 log = logging.getLogger(__name__)
-HOST = socket.gethostname()
-TOKEN_TTL_REFRESH = 5.0  # seconds between TTL refreshes of a stream while tokens flow
-REDIS_OUTAGE_WAIT = 60.0  # seconds a streaming reply waits for Redis before it is retried later
-INTERRUPT_EVERY = 0.2  # seconds between two checks of `JobContext.interruptible`
-
-
-class JobFailed(Exception):
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class Transient(Exception):
-    """A failure worth retrying later (network, a 4xx from a server); `code` names it if retries run out."""
-
-    def __init__(self, message: str, code: str = "retries_exhausted"):
-        super().__init__(message)
-        self.code = code
-
-
-class Cancelled(Exception):
-    """Raised inside a handler when the job was cancelled."""
-
-
-class TimeLimitReached(JobFailed):
-    """Raised at a check once the job's soft time limit has passed."""
-
-    def __init__(self, seconds: float):
-        super().__init__("time_limit", f"stopped after its time limit of {seconds:g} s")
 
 
 # Each queue's time limit setting (the queue is the task name's prefix).
@@ -91,253 +52,6 @@ def time_limits(task_name: str) -> dict[str, float]:
     soft = getattr(s, LIMIT_SETTINGS[route_for(task_name)])
     return {"soft_time_limit": soft, "time_limit": soft + s.TIME_LIMIT_GRACE}
 
-
-@dataclass
-class JobContext:
-    job_id: str
-    kind: str
-    user_id: str | None
-    payload: Payload | None  # the kind's model (shared.payloads); None only for a job whose input is invalid
-    attempt: int
-    time_limit: float = float("inf")  # seconds from `started`
-    started: float = field(default_factory=time.monotonic)
-    lease_lost: threading.Event = field(default_factory=threading.Event)
-    new_payload: Payload | None = None  # stored in place of the payload when the job ends
-
-    ttl_refreshed_at: float = 0.0
-
-    def emit(self, event: str, data: dict[str, Any] | None = None) -> str:
-        self.ttl_refreshed_at = time.monotonic()
-        return events.publish(get_redis(), self.job_id, event, data)
-
-    def token(self, delta: str) -> None:
-        """Stream one token; raises Cancelled when the job was cancelled (checked in the same round trip).
-
-        If Redis is unreachable, the reply waits for it (up to REDIS_OUTAGE_WAIT seconds; a
-        Redis restart takes a few) instead of failing: its clients reconnect with Last-Event-ID.
-        Past that, the job is retried later, like any transient failure.
-        """
-        now = time.monotonic()
-        refresh = now - self.ttl_refreshed_at > TOKEN_TTL_REFRESH
-        if refresh:
-            self.ttl_refreshed_at = now
-        data = {"delta": delta, "t": round(time.time(), 4)}
-        give_up = now + REDIS_OUTAGE_WAIT
-        while True:
-            try:
-                cancelled = events.publish_token(get_redis(), self.job_id, data, refresh)
-                break
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if time.monotonic() > give_up:
-                    raise Transient(f"Redis unreachable while streaming: {exc}", code="redis_unavailable") from exc
-                log.warning("job %s: Redis unreachable while streaming; waiting for it", self.job_id)
-                time.sleep(0.5)
-        if cancelled or self.lease_lost.is_set():
-            raise Cancelled()
-        self.check_deadline()
-
-    def progress(self, fraction: float, **data: Any) -> None:
-        fraction = max(0.0, min(1.0, fraction))
-        with write_tx():
-            db.session.execute(update(Job).where(Job.id == self.job_id).values(progress=fraction))
-        self.emit("progress", {"progress": fraction, **data})
-
-    def cancelled(self) -> bool:
-        return self.lease_lost.is_set() or bool(get_redis().exists(events.cancel_key(self.job_id)))
-
-    def check_cancelled(self) -> None:
-        """Raises Cancelled when the job was cancelled, TimeLimitReached past its soft time limit."""
-        if self.cancelled():
-            raise Cancelled()
-        self.check_deadline()
-
-    def check_deadline(self) -> None:
-        if time.monotonic() - self.started > self.time_limit:
-            raise TimeLimitReached(self.time_limit)
-
-    @contextmanager
-    def interruptible(self):
-        """Within the block, stop wherever the code is (a long parse between two checks) once the job
-        is cancelled or taken over (its lease keeper saw it) or past its soft time limit.
-
-        A timer signal checks every INTERRUPT_EVERY seconds, without I/O (a handler that used Redis
-        could find its connection pool locked by the code it interrupted). Signals reach the main
-        thread only: elsewhere (gevent, threads) the block runs with its own checks alone.
-        """
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def check(_signum, _frame):
-            if self.lease_lost.is_set():
-                raise Cancelled()
-            self.check_deadline()
-
-        previous = signal.signal(signal.SIGALRM, check)
-        signal.setitimer(signal.ITIMER_REAL, INTERRUPT_EVERY, INTERRUPT_EVERY)
-        try:
-            yield
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
-
-
-def _owner() -> str:
-    return f"{HOST}:{os.getpid()}"
-
-
-def _holder_is_dead(owner: str | None) -> bool:
-    """True when the lease holder was a process on this host that no longer exists."""
-    if not owner:
-        return True
-    host, _, pid = owner.rpartition(":")
-    if host != HOST or not pid.isdigit():
-        return False
-    if int(pid) == os.getpid():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-JOBS = Job.__table__  # Core statements: the job lifecycle is the hot path of every task
-
-
-@dataclass
-class Claimed:
-    id: str
-    kind: str
-    user_id: str | None
-    payload: dict[str, Any]
-    attempts: int
-    request_id: str | None
-    lease_owner: str
-
-
-def claim(job_id: str) -> Claimed | None:
-    """Take the job: a queued one in one UPDATE ... RETURNING; a running one only if its holder is gone."""
-    s = get_settings()
-    c = JOBS.c
-    now, owner = utcnow(), _owner()
-    with write_tx():
-        taken = db.session.execute(
-            update(JOBS).where(c.id == job_id, c.state == JobState.queued.value)
-            .values(state=JobState.running.value, lease_owner=owner,
-                    lease_expires_at=now + timedelta(seconds=s.JOB_LEASE_SECONDS), attempts=c.attempts + 1,
-                    started_at=func.coalesce(c.started_at, now), updated_at=now)
-            .returning(c.kind, c.user_id, c.payload, c.attempts, c.request_id)
-        ).first()
-    if taken is not None:
-        return Claimed(id=job_id, kind=taken.kind, user_id=taken.user_id, payload=dict(taken.payload or {}),
-                       attempts=taken.attempts, request_id=taken.request_id, lease_owner=owner)
-    return _take_over(job_id)
-
-
-def _take_over(job_id: str) -> Claimed | None:
-    """A running job whose lease expired or whose holder (a process on this host) is gone."""
-    s = get_settings()
-    c = JOBS.c
-    row = db.session.execute(select(c.kind, c.user_id, c.payload, c.state, c.attempts, c.request_id, c.lease_owner,
-                                    c.lease_expires_at, c.started_at).where(c.id == job_id)).first()
-    db.session.commit()  # end the read before taking the write lock
-    if row is None or row.state != JobState.running.value:
-        return None  # finished, cancelled, unknown, or queued again by the sweeper meanwhile (its message follows)
-    now = utcnow()
-    if row.lease_expires_at and row.lease_expires_at > now and not _holder_is_dead(row.lease_owner):
-        return None  # another live worker holds it
-    owner = _owner()
-    with write_tx():
-        won = db.session.execute(
-            update(JOBS).where(c.id == job_id, c.state == row.state, c.attempts == row.attempts)
-            .values(state=JobState.running.value, lease_owner=owner,
-                    lease_expires_at=now + timedelta(seconds=s.JOB_LEASE_SECONDS),
-                    attempts=row.attempts + 1, started_at=row.started_at or now, updated_at=now)
-        ).rowcount
-    if not won:
-        return None
-    return Claimed(id=job_id, kind=row.kind, user_id=row.user_id, payload=dict(row.payload or {}),
-                   attempts=row.attempts + 1, request_id=row.request_id, lease_owner=owner)
-
-
-class LeaseKeeper:
-    """One thread per worker process renews the leases of all the jobs running in it.
-
-    Every JOB_HEARTBEAT_SECONDS one UPDATE extends them all; a job whose row no longer says
-    it runs here (cancelled, or taken over after a stall) gets its `lost` event set, and its
-    handler stops at its next check. One batched write instead of a thread and a write per
-    job keeps a gevent pool of hundreds of replies cheap.
-    """
-
-    def __init__(self) -> None:
-        self.jobs: dict[str, threading.Event] = {}
-        self.lock = threading.Lock()
-        self.pid = None
-
-    def add(self, job_id: str, lost: threading.Event) -> None:
-        with self.lock:
-            if self.pid != os.getpid():  # first use in this (possibly forked) process
-                self.pid, self.jobs = os.getpid(), {}
-                threading.Thread(target=self._loop, name="lease-keeper", daemon=True).start()
-            self.jobs[job_id] = lost
-
-    def remove(self, job_id: str) -> None:
-        with self.lock:
-            self.jobs.pop(job_id, None)
-
-    def _loop(self) -> None:
-        s = get_settings()
-        app = create_app()  # a thread of its own: it enters the app context itself
-        c = JOBS.c
-        while True:
-            time.sleep(s.JOB_HEARTBEAT_SECONDS)
-            with self.lock:
-                jobs = dict(self.jobs)
-            if not jobs:
-                continue
-            try:
-                with app.app_context():
-                    try:
-                        with write_tx():
-                            db.session.execute(update(JOBS).where(
-                                c.id.in_(list(jobs)), c.lease_owner == _owner(), c.state == JobState.running.value)
-                                .values(lease_expires_at=utcnow() + timedelta(seconds=s.JOB_LEASE_SECONDS)))
-                        held = set(db.session.execute(select(c.id).where(
-                            c.id.in_(list(jobs)), c.lease_owner == _owner(),
-                            c.state == JobState.running.value)).scalars())
-                    finally:
-                        db.session.remove()
-                for job_id, lost in jobs.items():
-                    if job_id not in held:
-                        lost.set()
-            except Exception:  # noqa: BLE001 - a missed beat is survivable; the lease is longer
-                log.warning("lease renewal failed", exc_info=True)
-
-
-leases = LeaseKeeper()
-
-
-def _finish(job_id: str, owner: str, **values: Any) -> bool:
-    now = utcnow()
-    c = JOBS.c
-    with write_tx():
-        return bool(db.session.execute(
-            update(JOBS).where(c.id == job_id, c.lease_owner == owner, c.state == JobState.running.value)
-            .values(finished_at=now, updated_at=now, lease_expires_at=None, **values)
-        ).rowcount)
-
-
-def _requeue(job_id: str, owner: str, countdown: float) -> None:
-    c = JOBS.c
-    with write_tx():
-        db.session.execute(
-            update(JOBS).where(c.id == job_id, c.lease_owner == owner, c.state == JobState.running.value)
-            .values(state=JobState.queued.value, lease_owner=None, lease_expires_at=None,
-                    dispatched_at=utcnow() + timedelta(seconds=countdown))
-        )
 
 
 def job_task(name: str, max_retries: int = 5, on_fail: Callable[[JobContext, dict], None] | None = None,
@@ -398,7 +112,7 @@ def _run(task, handler, job_id: str, on_fail) -> None:
             return
         countdown = get_exponential_backoff_interval(2, task.request.retries + 1, 600, full_jitter=True)
         countdown = max(1.0, float(countdown))
-        _requeue(job_id, owner, countdown)
+        requeue(job_id, owner, countdown)
         ctx.emit("progress", {"retrying_in": countdown, "reason": str(exc)[:200]})
         raise task.retry(countdown=countdown, exc=exc) from exc
     except JobFailed as exc:
@@ -417,7 +131,7 @@ def _run(task, handler, job_id: str, on_fail) -> None:
                               "error": None}
     if ctx.new_payload is not None:
         values["payload"] = ctx.new_payload.model_dump(mode="json")
-    if _finish(job_id, owner, **values):
+    if finish(job_id, owner, **values):
         ctx.emit("done", {"state": JobState.succeeded.value, "result": result or {}})
         log.info("job %s (%s) succeeded on attempt %d", job_id, ctx.kind, ctx.attempt)
 
@@ -428,7 +142,7 @@ def _fail(ctx: JobContext, owner: str, code: str, message: str, on_fail=None) ->
     if on_fail is not None and ctx.payload is not None:
         with write_tx():
             on_fail(ctx, error)
-    if _finish(ctx.job_id, owner, state=JobState.failed.value, error=error, **extra):
+    if finish(ctx.job_id, owner, state=JobState.failed.value, error=error, **extra):
         ctx.emit("error", {"state": JobState.failed.value, "error": error})
         log.warning("job %s (%s) failed: %s: %s", ctx.job_id, ctx.kind, code, message)
 

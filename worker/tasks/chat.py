@@ -23,7 +23,8 @@ from shared.settings import get_settings
 from shared.signing import job_binding, job_urls
 from worker.prompting import build_messages
 from worker.providers.llm import LLMError, LLMUnavailable, get_provider
-from worker.tasks.base import Cancelled, JobContext, JobFailed, Transient, job_task
+from worker.tasks.base import job_task
+from worker.tasks.context import Cancelled, JobContext, JobFailed, Transient
 
 log = logging.getLogger(__name__)
 

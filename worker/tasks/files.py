@@ -21,7 +21,8 @@ from shared.settings import get_settings
 from shared.storage import get_storage
 from worker.ingest.chunking import chunk_pages
 from worker.ingest.extract import ExtractionError, extract
-from worker.tasks.base import JobContext, JobFailed, Transient, job_task
+from worker.tasks.base import job_task
+from worker.tasks.context import JobContext, JobFailed, Transient
 
 INDEXED = {"pdf", "docx", "txt", "md", "html"}
 BATCH = 256

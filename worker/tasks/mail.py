@@ -16,7 +16,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from shared.payloads import MailPayload
 from shared.settings import get_settings
 from worker.providers.mail import PermanentMailError, TransientMailError, get_provider
-from worker.tasks.base import JobContext, JobFailed, Transient, job_task
+from worker.tasks.base import job_task
+from worker.tasks.context import JobContext, JobFailed, Transient
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "mail"
 SUBJECTS = {

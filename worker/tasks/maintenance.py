@@ -24,7 +24,8 @@ from shared.models.job import TERMINAL_STATES
 from shared.redis_client import get_redis
 from shared.settings import get_settings
 from worker.celery_app import celery
-from worker.tasks.base import JobContext, job_task, time_limits
+from worker.tasks.base import job_task, time_limits
+from worker.tasks.context import JobContext
 
 log = logging.getLogger(__name__)
 BATCH = 200

@@ -22,7 +22,8 @@ from shared.signing import audio_url, job_binding
 from shared.storage import get_storage
 from worker.providers.tts import TTSError, TTSUnavailable, get_engine
 from worker.providers.tts.audio import Audio, clean_for_speech, concat, duration, split_sentences, to_format
-from worker.tasks.base import JobContext, JobFailed, Transient, job_task
+from worker.tasks.base import job_task
+from worker.tasks.context import JobContext, JobFailed, Transient
 
 FOLLOW_LIMIT = 600  # seconds a reply is followed at most
 
