@@ -43,7 +43,7 @@ def send_code(email: str, purpose: str) -> dict:
     if template.startswith("code_"):
         context["code"] = codes.issue(email, purpose)
     job = enqueue("mail", None, MailPayload(to=email, template=template, context=context))
-    return {**envelope(job), "message": "If this address can receive it, a code is on its way.",
+    return {**envelope(job.id), "message": "If this address can receive it, a code is on its way.",
             "expires_in": get_settings().CODE_TTL}
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from api.errors import APIError
 from api.extensions.limiter import per_user
 from api.security import url_binding
-from api.services.jobs import caller_session, cancel
+from api.services.jobs import caller_session, cancel, envelope
 from shared import events
 from shared.database import db, utcnow, write_tx
 from shared.jobs import dispatch, new_job
@@ -27,7 +27,7 @@ from shared.models.user import new_id
 from shared.payloads import ChatOptions, ChatPayload
 from shared.redis_client import get_redis
 from shared.settings import get_settings
-from shared.signing import audio_url, job_urls
+from shared.signing import audio_url
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
 SCOPE = "chat.send"
@@ -54,7 +54,7 @@ def _replay(record: IdempotencyKey, request_hash: str) -> dict:
         raise APIError(422, "idempotency_key_reused",
                        "this Idempotency-Key was already used with a different request body")
     stored = dict(record.response)
-    return {**stored, **job_urls(stored["job_id"], url_binding())}
+    return {**stored, **envelope(stored["job_id"])}
 
 
 def _find_key(user_id: str, key: str) -> IdempotencyKey | None:
@@ -117,7 +117,7 @@ def send(user: User, body: dict, idempotency_key: str | None) -> dict:
             raise
         return _replay(found, request_hash)
     dispatch(job)
-    return {**answer, **job_urls(job.id, url_binding())}
+    return {**answer, **envelope(job.id)}
 
 
 def message_out(m: Message) -> dict:

@@ -22,8 +22,7 @@ from werkzeug.datastructures import FileStorage
 
 from api.errors import APIError
 from api.extensions.limiter import per_user
-from api.security import url_binding
-from api.services.jobs import caller_session, cancel
+from api.services.jobs import caller_session, cancel, envelope
 from api.services.paging import page
 from api.services.sniff import CONTENT_TYPES, INDEXED, display_name, sniff
 from shared.database import db, write_tx
@@ -33,7 +32,6 @@ from shared.models import AudioClip, Chunk, File, FileScope, FileStatus, Job, Ro
 from shared.models.job import ACTIVE_STATES
 from shared.payloads import FilePayload
 from shared.settings import get_settings
-from shared.signing import job_urls
 from shared.storage import get_storage
 
 
@@ -179,7 +177,7 @@ def _record(user: User, name: str, size: int, kind: str, sha: str, scope: str, k
 
 
 def _envelope(f: File) -> dict:
-    return {"job_id": f.job_id, **job_urls(f.job_id, url_binding())} if f.job_id else {}
+    return envelope(f.job_id) if f.job_id else {}
 
 
 def list_files(user: User, limit: int, offset: int, status: str | None, scope: str | None) -> dict:

@@ -68,8 +68,9 @@ def event_stream(job: Job, user: User | None, last_id: str) -> tuple[Iterator[st
     return frames(), slot.close
 
 
-def envelope(job: Job) -> dict:
-    return {"job_id": job.id, **job_urls(job.id, url_binding())}
+def envelope(job_id: str) -> dict:
+    """The 202 envelope of a job: its id and its URLs, signed for the caller (plain for a signed request)."""
+    return {"job_id": job_id, **job_urls(job_id, url_binding())}
 
 
 def caller_session() -> str | None:

@@ -40,7 +40,7 @@ def request_speech(user: User, text: str, voice: str | None, fmt: str | None) ->
         raise APIError(400, "unknown_voice", f"unknown voice {voice!r}", {"voices": sorted(known)})
     job = enqueue("tts", user.id, TTSPayload(text=text, voice=voice or published.get("default") or s.TTS_VOICE or None,
                                              format=fmt or s.TTS_DEFAULT_FORMAT))
-    return envelope(job)
+    return envelope(job.id)
 
 
 def get_clip(user: User, audio_id: str) -> AudioClip:
