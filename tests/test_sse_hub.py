@@ -8,7 +8,7 @@ import time
 import uuid
 
 from api.services import sse
-from shared import events
+from shared.jobs import stream
 from shared.redis_client import get_redis
 
 
@@ -46,13 +46,13 @@ def test_followers_joining_mid_stream_get_every_event_once_in_order(app):
             start(j)
         for i in range(120):
             for j in jobs:
-                written[j].append(events.publish(r, j, "token", {"delta": f"t{i} "}))
+                written[j].append(stream.publish(r, j, "token", {"delta": f"t{i} "}))
             if i % 20 == 10:  # joiners: from the start, from a recent event, and live
                 start(jobs[0], written[jobs[0]][i - 5])
                 start(jobs[1])
             time.sleep(0.002)
         for j in jobs:
-            written[j].append(events.publish(r, j, "done", {"state": "succeeded"}))
+            written[j].append(stream.publish(r, j, "done", {"state": "succeeded"}))
         for _, _, _, _, t in followers:
             t.join(15)
 

@@ -18,9 +18,8 @@ from api.errors import APIError
 from api.extensions.limiter import per_user
 from api.security import url_binding
 from api.services.jobs import caller_session, cancel, envelope
-from shared import events
 from shared.database import db, utcnow, write_tx
-from shared.jobs import dispatch, new_job
+from shared.jobs import dispatch, new_job, stream
 from shared.models import Conversation, IdempotencyKey, Job, Message, MessageStatus, User
 from shared.models.job import ACTIVE_STATES
 from shared.models.user import new_id
@@ -123,7 +122,7 @@ def send(user: User, body: dict, idempotency_key: str | None) -> dict:
 def message_out(m: Message) -> dict:
     streaming = m.status == MessageStatus.streaming.value
     # A reply still generating is written at its end; until then its text is in its job's stream.
-    content = events.streamed_text(get_redis(), m.job_id) if streaming and m.job_id else m.content
+    content = stream.streamed_text(get_redis(), m.job_id) if streaming and m.job_id else m.content
     return {"id": m.id, "role": m.role, "content": content, "status": m.status,
             "streaming": streaming, "job_id": m.job_id,
             "citations": m.citations, "created_at": m.created_at,

@@ -14,14 +14,11 @@ from api.security import url_binding
 from api.services import sse
 from api.services.paging import page
 from api.services.stream_slots import StreamSlot
-from shared import events
-from shared.database import db, utcnow, write_tx
-from shared.jobs import dispatch, new_job
+from shared import jobs
+from shared.database import db, write_tx
 from shared.models import File, FileStatus, Job, JobState, Message, MessageStatus, User
 from shared.models.job import ACTIVE_STATES
 from shared.payloads import Payload
-from shared.redis_client import get_redis
-from shared.settings import get_settings
 from shared.signing import audio_url, job_urls
 
 
@@ -38,7 +35,7 @@ def list_owned(user: User, limit: int, offset: int, kind: str | None, state: str
 def _final(job: Job | None) -> tuple[str, dict] | None:
     if job is None:
         return "error", {"state": "failed", "error": {"code": "gone"}}
-    return events.final_event(job.state, job.result, job.error)
+    return jobs.final_event(job.state, job.result, job.error)
 
 
 def event_stream(job: Job, user: User | None, last_id: str) -> tuple[Iterator[str], Callable[[], None]]:
@@ -112,46 +109,31 @@ def get_owned(job_id: str, user: User | None) -> Job:
 def enqueue(kind: str, user_id: str | None, payload: Payload) -> Job:
     """Write a job record, commit, then dispatch it."""
     with write_tx():
-        job = new_job(kind, user_id, payload, request_id=g.get("request_id"),
+        job = jobs.new_job(kind, user_id, payload, request_id=g.get("request_id"),
                       session_id=caller_session() if user_id else None)
-    dispatch(job)
+    jobs.dispatch(job)
     return job
 
 
 def cancel(job: Job) -> Job:
-    """Cancel a queued or running job; the worker stops at its next check.
+    """Cancel a queued or running job (shared.jobs.cancel); its worker stops at its next check.
 
-    A running job's worker finishes its own rows (it owns them until it stops); for a job
-    still queued no worker owns anything yet, so its file is marked failed here at once.
+    A running job's worker owns its rows until it stops, and applies the cancel to them (the
+    sweeper does, if that worker died). A job cancelled while queued was never held: it has
+    ended, and what it was to make is marked here at once (its file failed, its reply cancelled).
     """
     if job.state not in ACTIVE_STATES:
         raise APIError(409, "not_cancellable", f"the job is already {job.state}")
-    now = utcnow()
-    r = get_redis()
-    # A reply's text is written when it ends: keep what it streamed so far (the worker, if
-    # alive, writes its own full text when it sees the cancel).
-    partial = events.streamed_text(r, job.id) if job.kind == "chat" else ""
-    error = {"code": "cancelled", "message": "cancelled by the user"}
-    with write_tx():
-        changed = 0
-        for state in ACTIVE_STATES:  # queued first: whether a worker holds the job decides who ends its rows
-            changed = db.session.execute(
-                update(Job).where(Job.id == job.id, Job.state == state)
-                .values(state=JobState.cancelled.value, finished_at=now, updated_at=now, error=error)
-            ).rowcount
-            if changed:
-                break
-        if changed and state == JobState.queued.value:
-            db.session.execute(update(File).where(File.job_id == job.id, File.status == FileStatus.processing.value)
-                               .values(status=FileStatus.failed.value, error=error))
-        # A reply still marked streaming keeps its text and says it was cancelled.
-        db.session.execute(update(Message).where(Message.job_id == job.id,
-                                                 Message.status == MessageStatus.streaming.value)
-                           .values(status=MessageStatus.cancelled.value, content=partial))
-    if not changed:
+    was = jobs.cancel(job.id)
+    if was is None:
         db.session.refresh(job)
         raise APIError(409, "not_cancellable", f"the job is already {job.state}")
-    r.set(events.cancel_key(job.id), "1", ex=get_settings().JOB_EVENTS_TTL)
-    events.publish(r, job.id, "cancelled", {"state": "cancelled"})
+    if was == JobState.queued.value:
+        with write_tx():
+            db.session.execute(update(File).where(File.job_id == job.id, File.status == FileStatus.processing.value)
+                               .values(status=FileStatus.failed.value, error=jobs.CANCEL_ERROR))
+            db.session.execute(update(Message).where(Message.job_id == job.id,
+                                                     Message.status == MessageStatus.streaming.value)
+                               .values(status=MessageStatus.cancelled.value, content=""))
     db.session.refresh(job)
     return job

@@ -25,7 +25,8 @@ from collections.abc import Callable, Iterator
 
 import redis
 
-from shared import events
+from shared.jobs import TERMINAL_EVENTS
+from shared.jobs import stream as job_stream
 from shared.redis_client import get_blocking_redis
 from shared.settings import get_settings
 
@@ -64,7 +65,7 @@ class StreamHub:
         self._thread: threading.Thread | None = None
 
     def follow(self, job_id: str, after: str) -> queue.Queue:
-        key = events.stream_key(job_id)
+        key = job_stream.stream_key(job_id)
         q: queue.Queue = queue.Queue()  # (start position of the read, entries) or an exception
         with self._lock:
             self._followers.setdefault(key, set()).add(q)
@@ -84,7 +85,7 @@ class StreamHub:
         return q
 
     def unfollow(self, job_id: str, q: queue.Queue) -> None:
-        key = events.stream_key(job_id)
+        key = job_stream.stream_key(job_id)
         with self._lock:
             followers = self._followers.get(key)
             if followers is not None:
@@ -116,7 +117,7 @@ class StreamHub:
                 if key == self.wake_key:
                     wake_after = last
                     continue
-                batch = events.decode(entries)
+                batch = job_stream.decode(entries)
                 with self._lock:
                     # A joiner may have moved the position back meanwhile: then it stays back.
                     if self._positions.get(key) == wanted[key]:
@@ -160,11 +161,11 @@ def stream(job_id: str, last_id: str, final: tuple[str, dict] | None,
     after = last_id or "0"
     # Catch up on what is there already, without waiting.
     while True:
-        entries = events.read(r, job_id, after, None)
+        entries = job_stream.read(r, job_id, after, None)
         for entry_id, name, data in entries:
             after = entry_id
             yield format_event(entry_id, name, data)
-            if name in events.TERMINAL_EVENTS:
+            if name in TERMINAL_EVENTS:
                 return
         if len(entries) < 500:
             break
@@ -184,9 +185,9 @@ def stream(job_id: str, last_id: str, final: tuple[str, dict] | None,
                 final = recheck() if recheck else None
                 if final is not None:
                     # Ended meanwhile: send what the stream still holds, then the end.
-                    for entry_id, name, data in events.read(r, job_id, after, None):
+                    for entry_id, name, data in job_stream.read(r, job_id, after, None):
                         yield format_event(entry_id, name, data)
-                        if name in events.TERMINAL_EVENTS:
+                        if name in TERMINAL_EVENTS:
                             return
                     yield format_event(None, final[0], final[1])
                     return
@@ -204,7 +205,7 @@ def stream(job_id: str, last_id: str, final: tuple[str, dict] | None,
                     continue  # another follower of this job needed it; this one has it
                 after = entry_id
                 yield format_event(entry_id, name, data)
-                if name in events.TERMINAL_EVENTS:
+                if name in TERMINAL_EVENTS:
                     return
     finally:
         h.unfollow(job_id, q)

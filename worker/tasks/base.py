@@ -1,4 +1,5 @@
-"""The job lifecycle around every task: claim, lease heartbeat, events, finish, retry.
+"""The task wrapper that runs one job through its lifecycle (shared.jobs.lifecycle): claim,
+lease, the handler, then succeed, fail, retry or settle a cancel.
 
 A task registered with `@job_task(name)` receives a `JobContext` and returns the job's
 result. The wrapper:
@@ -6,7 +7,9 @@ result. The wrapper:
   holder on this host is dead), so a job delivered twice runs once at a time;
 - renews the lease every JOB_HEARTBEAT_SECONDS while the handler runs (LeaseKeeper); the
   beat's sweeper re-dispatches a job whose lease expired (a dead worker);
-- writes the terminal state first, then publishes the terminal event;
+- ends the job through shared.jobs (the terminal state first, then its event);
+- applies a cancel to what the job was making (`on_fail`), exactly once: here when the
+  handler stops, or in the sweeper when the holder died (`settle_cancelled`);
 - turns `Transient` into a Celery retry with exponential backoff and full jitter, and
   `JobFailed` (or anything unexpected) into a failed job with {code, message};
 - gives every task its kind's time limits (`time_limits`): the soft one is a deadline the
@@ -26,9 +29,11 @@ from celery.utils.time import get_exponential_backoff_interval
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from shared import jobs
 from shared.app import create_app
 from shared.celery_config import route_for
 from shared.database import db, write_tx
+from shared.jobs.lifecycle import JOBS
 from shared.logs import job_id_var, request_id_var
 from shared.models import JobState
 from shared.payloads import Payload
@@ -36,7 +41,7 @@ from shared.payloads import parse as parse_payload
 from shared.settings import get_settings
 from worker.celery_app import celery
 from worker.tasks.context import Cancelled, JobContext, JobFailed, TimeLimitReached, Transient
-from worker.tasks.lifecycle import JOBS, claim, finish, leases, requeue
+from worker.tasks.leases import leases
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +86,10 @@ def job_task(name: str, max_retries: int = 5, on_fail: Callable[[JobContext, dic
 
 
 def _run(task, handler, job_id: str, on_fail) -> None:
-    job = claim(job_id)
+    job = jobs.claim(job_id)
     if job is None:
-        log.info("job %s not claimed (finished, cancelled, or held by a live worker)", job_id)
-        _mark_cancelled(job_id, on_fail)  # cancelled while it waited: what it was to make says so
+        log.info("job %s not claimed (ended, cancelled, or held by a live worker)", job_id)
+        settle_cancelled(job_id, on_fail)  # cancelled while a dead holder ran it: its rows say so
         return
     if job.request_id:
         request_id_var.set(job.request_id)
@@ -103,7 +108,7 @@ def _run(task, handler, job_id: str, on_fail) -> None:
         result = handler(ctx)
     except Cancelled:
         log.info("job %s stopped: cancelled", job_id)
-        _mark_cancelled(job_id, on_fail)
+        settle_cancelled(job_id, on_fail)
         return
     except Transient as exc:
         leases.remove(job_id)
@@ -112,7 +117,7 @@ def _run(task, handler, job_id: str, on_fail) -> None:
             return
         countdown = get_exponential_backoff_interval(2, task.request.retries + 1, 600, full_jitter=True)
         countdown = max(1.0, float(countdown))
-        requeue(job_id, owner, countdown)
+        jobs.retry(job_id, owner, countdown)
         ctx.emit("progress", {"retrying_in": countdown, "reason": str(exc)[:200]})
         raise task.retry(countdown=countdown, exc=exc) from exc
     except JobFailed as exc:
@@ -127,23 +132,16 @@ def _run(task, handler, job_id: str, on_fail) -> None:
         return
     finally:
         leases.remove(job_id)
-    values: dict[str, Any] = {"state": JobState.succeeded.value, "result": result or {}, "progress": 1.0,
-                              "error": None}
-    if ctx.new_payload is not None:
-        values["payload"] = ctx.new_payload.model_dump(mode="json")
-    if finish(job_id, owner, **values):
-        ctx.emit("done", {"state": JobState.succeeded.value, "result": result or {}})
+    if jobs.succeed(job_id, owner, result or {}, ctx.new_payload):
         log.info("job %s (%s) succeeded on attempt %d", job_id, ctx.kind, ctx.attempt)
 
 
 def _fail(ctx: JobContext, owner: str, code: str, message: str, on_fail=None) -> None:
     error = {"code": code, "message": message}
-    extra = {"payload": ctx.new_payload.model_dump(mode="json")} if ctx.new_payload is not None else {}
     if on_fail is not None and ctx.payload is not None:
         with write_tx():
             on_fail(ctx, error)
-    if finish(ctx.job_id, owner, state=JobState.failed.value, error=error, **extra):
-        ctx.emit("error", {"state": JobState.failed.value, "error": error})
+    if jobs.fail(ctx.job_id, owner, error, ctx.new_payload):
         log.warning("job %s (%s) failed: %s: %s", ctx.job_id, ctx.kind, code, message)
 
 
@@ -155,19 +153,20 @@ def _valid_payload(kind: str, data: dict | None) -> Payload | None:
         return None
 
 
-def _mark_cancelled(job_id: str, on_fail) -> None:
-    """Run `on_fail` with the job's error if it was cancelled (not when another worker took it over)."""
-    if on_fail is None:
-        return
+def settle_cancelled(job_id: str, on_fail) -> None:
+    """Apply a cancel that came while the job ran: end its lease and, exactly once (whoever wins
+    `jobs.settle_cancel`), run `on_fail` with its error, in the same transaction."""
     c = JOBS.c
     row = db.session.execute(select(c.kind, c.user_id, c.payload, c.attempts, c.error).where(
         c.id == job_id, c.state == JobState.cancelled.value)).first()
     db.session.commit()
-    payload = _valid_payload(row.kind, row.payload) if row is not None else None
-    if payload is not None:
-        ctx = JobContext(job_id=job_id, kind=row.kind, user_id=row.user_id, payload=payload, attempt=row.attempts)
-        with write_tx():
-            on_fail(ctx, row.error or {"code": "cancelled", "message": "cancelled"})
+    if row is None:
+        return
+    payload = _valid_payload(row.kind, row.payload)
+    with write_tx():
+        if jobs.settle_cancel(job_id) and on_fail is not None and payload is not None:
+            ctx = JobContext(job_id=job_id, kind=row.kind, user_id=row.user_id, payload=payload, attempt=row.attempts)
+            on_fail(ctx, row.error or jobs.CANCEL_ERROR)
 
 
 class JobTask(celery.Task):

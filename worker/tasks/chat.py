@@ -12,9 +12,8 @@ import logging
 
 from sqlalchemy import func, or_, select, update
 
-from shared import events
 from shared.database import db, utcnow, write_tx
-from shared.jobs import JobLimitExceeded, dispatch, new_job
+from shared.jobs import CANCEL_ERROR, JobLimitExceeded, dispatch, new_job, stream
 from shared.knowledge import get_retriever
 from shared.models import Conversation, File, FileScope, FileStatus, Message, MessageStatus
 from shared.payloads import ChatPayload, SpeechPayload
@@ -61,15 +60,17 @@ def _knowledge(user_id: str | None, question: str, wanted: bool | None) -> tuple
 
 
 def _reply_failed(ctx: JobContext, error: dict) -> None:
-    """A reply still marked streaming when its job fails keeps what it streamed and says failed."""
+    """A reply still marked streaming when its job fails (or is cancelled, and its worker died)
+    keeps what it streamed and says failed (or cancelled)."""
+    status = MessageStatus.cancelled if error.get("code") == CANCEL_ERROR["code"] else MessageStatus.failed
     try:
-        streamed = events.streamed_text(get_redis(), ctx.job_id)
+        streamed = stream.streamed_text(get_redis(), ctx.job_id)
     except Exception:  # noqa: BLE001 - Redis gone too: the reply is marked failed without its text
         log.warning("could not read the streamed text of job %s", ctx.job_id, exc_info=True)
         streamed = ""
     db.session.execute(update(Message).where(Message.id == ctx.payload.reply_message_id,
                                              Message.status == MessageStatus.streaming.value)
-                       .values(status=MessageStatus.failed.value, content=streamed))
+                       .values(status=status.value, content=streamed))
 
 
 def _start_speech(ctx: JobContext, reply_id: str) -> None:

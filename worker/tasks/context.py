@@ -13,11 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from sqlalchemy import update
 
-from shared import events
-from shared.database import db, write_tx
-from shared.models import Job
+from shared import jobs
+from shared.jobs import stream
 from shared.payloads import Payload
 from shared.redis_client import get_redis
 
@@ -70,7 +68,7 @@ class JobContext:
 
     def emit(self, event: str, data: dict[str, Any] | None = None) -> str:
         self.ttl_refreshed_at = time.monotonic()
-        return events.publish(get_redis(), self.job_id, event, data)
+        return stream.publish(get_redis(), self.job_id, event, data)
 
     def token(self, delta: str) -> None:
         """Stream one token; raises Cancelled when the job was cancelled (checked in the same round trip).
@@ -87,7 +85,7 @@ class JobContext:
         give_up = now + REDIS_OUTAGE_WAIT
         while True:
             try:
-                cancelled = events.publish_token(get_redis(), self.job_id, data, refresh)
+                cancelled = stream.publish_token(get_redis(), self.job_id, data, refresh)
                 break
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 if time.monotonic() > give_up:
@@ -100,12 +98,11 @@ class JobContext:
 
     def progress(self, fraction: float, **data: Any) -> None:
         fraction = max(0.0, min(1.0, fraction))
-        with write_tx():
-            db.session.execute(update(Job).where(Job.id == self.job_id).values(progress=fraction))
-        self.emit("progress", {"progress": fraction, **data})
+        jobs.progress(self.job_id, fraction)
+        self.emit(jobs.Event.progress.value, {"progress": fraction, **data})
 
     def cancelled(self) -> bool:
-        return self.lease_lost.is_set() or bool(get_redis().exists(events.cancel_key(self.job_id)))
+        return self.lease_lost.is_set() or stream.is_cancelled(get_redis(), self.job_id)
 
     def check_cancelled(self) -> None:
         """Raises Cancelled when the job was cancelled, TimeLimitReached past its soft time limit."""

@@ -7,24 +7,25 @@ The sweeper re-dispatches
     queue: taken by a consumer that died before claiming the job (shared.broker says why that
     is the only way it happens); a retry waiting for its ETA is not asked about before then;
 (d) as a last resort, any queued job sent more than REDISPATCH_QUEUED_AFTER ago.
-Each re-dispatch is a conditional update first, so two sweepers never send one job twice.
-A job stopped by its time limit is `failed` (terminal): none of these rules sends it again.
+Each re-dispatch is a conditional update first (shared.jobs.redispatch), so two sweepers never
+send one job twice. A job stopped by its time limit is `failed` (terminal): none of these rules
+sends it again. It also settles (e) jobs cancelled while they ran whose holder died before it
+applied the cancel: what they were making is marked, once.
 """
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import or_, select
 
 from shared import broker, jobs
-from shared.database import db, utcnow, write_tx
+from shared.database import db, utcnow
 from shared.models import Job, JobState
-from shared.models.job import TERMINAL_STATES
 from shared.redis_client import get_redis
 from shared.settings import get_settings
 from worker.celery_app import celery
-from worker.tasks.base import job_task, time_limits
+from worker.tasks.base import job_task, settle_cancelled, time_limits
 from worker.tasks.context import JobContext
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ LOST_BATCH = 1000  # queued jobs looked up in the broker per sweep
 
 @celery.task(name="default.sweep_jobs", ignore_result=True, **time_limits("default.sweep_jobs"))
 def sweep_jobs() -> int:
+    """One sweep (see the module's docstring); returns how many jobs it sent again."""
     s = get_settings()
     sent = 0
     now = utcnow()
@@ -46,32 +48,33 @@ def sweep_jobs() -> int:
     ).all()
     db.session.commit()
     for job_id, kind, state in candidates:
-        cond = [Job.id == job_id, Job.state == state]
+        cond = [Job.state == state]
         if state == JobState.running.value:
             cond.append(Job.lease_expires_at < now)
         else:
             cond.append(Job.dispatched_at.is_(None) | (Job.dispatched_at < stale))
         sent += _redispatch(job_id, kind, state, cond)
     sent += _resend_lost(s, now, stale)
+    _settle_orphaned_cancels(now)
     return sent
 
 
 def _redispatch(job_id: str, kind: str, state: str, cond: list) -> int:
-    """Mark the job queued and dispatched now, if `cond` still holds (one sweeper wins), then send it."""
-    with write_tx():
-        won = db.session.execute(update(Job).where(*cond).values(
-            state=JobState.queued.value, lease_owner=None, lease_expires_at=None,
-            dispatched_at=utcnow())).rowcount
-    if not won:
+    if not jobs.redispatch(job_id, kind, *cond):
         return 0
-    try:
-        jobs.send(job_id, kind)
-        log.warning("re-dispatched job %s (%s, was %s)", job_id, kind, state)
-        return 1
-    except Exception:  # noqa: BLE001 - broker down: next sweep tries again
-        with write_tx():
-            db.session.execute(update(Job).where(Job.id == job_id).values(dispatched_at=None))
-        return 0
+    log.warning("re-dispatched job %s (%s, was %s)", job_id, kind, state)
+    return 1
+
+
+def _settle_orphaned_cancels(now) -> None:
+    """Jobs cancelled while they ran whose holder stopped renewing its lease (it died): apply the cancel."""
+    rows = db.session.execute(select(Job.id, Job.kind).where(
+        Job.state == JobState.cancelled.value, Job.lease_expires_at < now).limit(BATCH)).all()
+    db.session.commit()
+    for job_id, kind in rows:
+        task = celery.tasks.get(jobs.KIND_TASKS.get(kind, ""))
+        settle_cancelled(job_id, getattr(task, "on_fail", None))
+        log.warning("settled job %s (%s), cancelled while its dead holder ran it", job_id, kind)
 
 
 def _resend_lost(s, now, stale) -> int:
@@ -99,7 +102,7 @@ def _resend_lost(s, now, stale) -> int:
     for job_id, kind in rows:
         if job_id in missing:
             # Still queued and not sent again since (by another sweeper, or a retry's requeue).
-            cond = [Job.id == job_id, Job.state == JobState.queued.value, Job.dispatched_at < lost_cutoff]
+            cond = [Job.state == JobState.queued.value, Job.dispatched_at < lost_cutoff]
             if _redispatch(job_id, kind, "queued, its message lost", cond):
                 sent += 1
     return sent
@@ -107,10 +110,8 @@ def _resend_lost(s, now, stale) -> int:
 
 @celery.task(name="default.purge_old_jobs", ignore_result=True, **time_limits("default.purge_old_jobs"))
 def purge_old_jobs() -> int:
-    cutoff = utcnow() - timedelta(days=get_settings().JOB_RETENTION_DAYS)
-    with write_tx():
-        return db.session.execute(
-            delete(Job).where(Job.state.in_(TERMINAL_STATES), Job.finished_at < cutoff)).rowcount
+    """Delete the records of jobs that ended more than JOB_RETENTION_DAYS ago."""
+    return jobs.purge(utcnow() - timedelta(days=get_settings().JOB_RETENTION_DAYS))
 
 
 @job_task("default.noop", max_retries=0)

@@ -13,8 +13,8 @@ import time
 
 from sqlalchemy import update
 
-from shared import events
 from shared.database import db, write_tx
+from shared.jobs import TERMINAL_EVENTS, Event, stream
 from shared.models import AudioClip, Message
 from shared.payloads import SpeechPayload, TTSPayload
 from shared.redis_client import get_blocking_redis
@@ -91,13 +91,13 @@ def speak_reply(ctx: JobContext) -> dict:
     text, spoken, after, ended = "", 0, "0", None
     deadline = time.monotonic() + FOLLOW_LIMIT
     while ended is None and time.monotonic() < deadline:
-        for _id, name, data in events.read(r, p.chat_job_id, after, 2000):
+        for _id, name, data in stream.read(r, p.chat_job_id, after, 2000):
             after = _id
-            if name == "token":
+            if name == Event.token.value:
                 text += data.get("delta", "")
-            elif name == "restarted":  # the reply starts over; so does what is spoken of it
+            elif name == Event.restarted.value:  # the reply starts over; so does what is spoken of it
                 text, spoken, speaker.parts = "", 0, []
-            elif name in events.TERMINAL_EVENTS:
+            elif name in TERMINAL_EVENTS:
                 ended = name
         sentences = split_sentences(clean_for_speech(text))
         complete = sentences if ended else sentences[:-1]  # the last one may still be growing

@@ -1,8 +1,8 @@
-"""Job events: a Redis Stream per job, written by workers and read by the API's SSE endpoint.
+"""A job's event stream: a Redis Stream per job, written by its worker (and by a cancel), read by SSE.
 
-Each entry has fields `e` (the event name) and `d` (JSON data). Entry ids are the SSE ids,
-so a client resumes with Last-Event-ID. Streams are capped in length and expire
-JOB_EVENTS_TTL seconds after their last event.
+Each entry has fields `e` (the event name, shared.jobs.events.Event) and `d` (JSON data).
+Entry ids are the SSE ids, so a client resumes with Last-Event-ID. Streams are capped in
+length and expire JOB_EVENTS_TTL seconds after their last event.
 """
 from __future__ import annotations
 
@@ -12,36 +12,30 @@ from typing import Any
 
 import redis
 
+from shared.jobs.events import Event
 from shared.settings import get_settings
-
-TERMINAL_EVENTS = {"done", "error", "cancelled"}
-# A job's final state -> its terminal event (the worker and the cancel publish these; a stream
-# that lost its terminal entry gets it made from the record).
-FINAL_EVENTS = {"succeeded": "done", "failed": "error", "cancelled": "cancelled"}
-
-
-def final_event(state: str, result: dict | None, error: dict | None) -> tuple[str, dict] | None:
-    """The terminal event of a job that ended (None while it is queued or running)."""
-    name = FINAL_EVENTS.get(state)
-    if name is None:
-        return None
-    return name, ({"state": state, "result": result} if name == "done" else {"state": state, "error": error})
 
 
 def stream_key(job_id: str) -> str:
+    """The Redis key of a job's event stream."""
     return f"job:{job_id}:events"
 
 
 def cancel_key(job_id: str) -> str:
+    """The Redis key of a job's cancel flag (its worker checks it with each token)."""
     return f"job:{job_id}:cancel"
 
 
+def _dumps(data: dict[str, Any] | None) -> str:
+    return json.dumps(data or {}, separators=(",", ":"))
+
+
 def publish(r: redis.Redis, job_id: str, event: str, data: dict[str, Any] | None = None) -> str:
+    """Append one event and refresh the stream's TTL; returns the entry id."""
     s = get_settings()
     key = stream_key(job_id)
     pipe = r.pipeline(transaction=False)
-    pipe.xadd(key, {"e": event, "d": json.dumps(data or {}, separators=(",", ":"))},
-              maxlen=s.JOB_EVENTS_MAXLEN, approximate=True)
+    pipe.xadd(key, {"e": str(event), "d": _dumps(data)}, maxlen=s.JOB_EVENTS_MAXLEN, approximate=True)
     pipe.expire(key, s.JOB_EVENTS_TTL)
     entry_id, _ = pipe.execute()
     return entry_id
@@ -56,12 +50,21 @@ def publish_token(r: redis.Redis, job_id: str, data: dict[str, Any], refresh_ttl
     s = get_settings()
     key = stream_key(job_id)
     pipe = r.pipeline(transaction=False)
-    pipe.xadd(key, {"e": "token", "d": json.dumps(data, separators=(",", ":"))},
-              maxlen=s.JOB_EVENTS_MAXLEN, approximate=True)
+    pipe.xadd(key, {"e": Event.token.value, "d": _dumps(data)}, maxlen=s.JOB_EVENTS_MAXLEN, approximate=True)
     if refresh_ttl:
         pipe.expire(key, s.JOB_EVENTS_TTL)
     pipe.exists(cancel_key(job_id))
     return bool(pipe.execute()[-1])
+
+
+def flag_cancel(r: redis.Redis, job_id: str) -> None:
+    """Raise the job's cancel flag for its worker."""
+    r.set(cancel_key(job_id), "1", ex=get_settings().JOB_EVENTS_TTL)
+
+
+def is_cancelled(r: redis.Redis, job_id: str) -> bool:
+    """Whether the job's cancel flag is up."""
+    return bool(r.exists(cancel_key(job_id)))
 
 
 def decode(entries) -> list[tuple[str, str, dict]]:
@@ -76,6 +79,7 @@ def read(r: redis.Redis, job_id: str, after: str, block_ms: int | None) -> list[
 
 
 def history(r: redis.Redis, job_id: str) -> Iterator[tuple[str, str, dict]]:
+    """Every entry the stream still holds, oldest first."""
     yield from decode(r.xrange(stream_key(job_id)))
 
 
@@ -83,8 +87,8 @@ def streamed_text(r: redis.Redis, job_id: str) -> str:
     """The text a streaming job has sent so far: its token deltas since its last (re)start."""
     parts: list[str] = []
     for _entry_id, name, data in history(r, job_id):
-        if name == "restarted":
+        if name == Event.restarted.value:
             parts = []
-        elif name == "token":
+        elif name == Event.token.value:
             parts.append(data.get("delta", ""))
     return "".join(parts)
