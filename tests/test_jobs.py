@@ -282,3 +282,57 @@ def test_payloads_are_typed_and_validated_again_by_the_worker(app, client, users
         jobs.dispatch(job)
     found = wait_for_state(client, job.id, a["access_token"])
     assert found["state"] == "failed" and found["error"]["code"] == "bad_payload" and found["attempts"] == 1, found
+
+
+def test_a_running_reply_is_cancelled_by_its_worker_or_once_by_the_sweeper_when_it_died(app, client, users):
+    """One owner per row while a job runs: cancelling a running chat job records the request (state,
+    flag, event) and leaves the reply to its worker. Its worker here is dead (a holder that no
+    longer renews its lease): the sweeper applies the cancel, keeping what streamed, exactly once."""
+    from sqlalchemy import update
+
+    from shared.database import db, utcnow, write_tx
+    from shared.jobs import stream
+    from shared.models import Job, Message
+    from shared.redis_client import get_redis
+    from worker.tasks.maintenance import sweep_jobs
+    a = users()
+    sent = client.post("/api/chat/send", headers=bearer(a["access_token"]), json={"message": "tell me"}).get_json()
+    job_id = sent["job_id"]
+    with app.app_context():
+        with write_tx():  # a worker on another host took it and streamed two tokens
+            db.session.execute(update(Job).where(Job.id == job_id).values(
+                state="running", attempts=1, lease_owner="ghost-host:4242",
+                lease_expires_at=utcnow() + timedelta(seconds=60)))
+        for delta in ("Hello ", "world"):
+            stream.publish(get_redis(), job_id, "token", {"delta": delta})
+    r = client.delete(f"/api/jobs/{job_id}", headers=bearer(a["access_token"]))
+    assert r.status_code == 200 and r.get_json()["state"] == "cancelled", r.get_json()
+    with app.app_context():
+        reply = db.session.execute(select_reply(job_id)).scalar_one()
+        assert reply.status == "streaming", "the API wrote the reply of a job its worker still held"
+        sweep_jobs.apply()  # its lease has not run out: the holder may still apply it
+        assert db.session.execute(select_reply(job_id)).scalar_one().status == "streaming"
+        with write_tx():  # the holder stopped renewing: it is gone
+            db.session.execute(update(Job).where(Job.id == job_id).values(
+                lease_expires_at=utcnow() - timedelta(seconds=1)))
+        sweep_jobs.apply()
+        db.session.expire_all()
+        reply = db.session.execute(select_reply(job_id)).scalar_one()
+        assert (reply.status, reply.content) == ("cancelled", "Hello world")
+        job = db.session.get(Job, job_id)
+        assert job.state == "cancelled" and job.lease_expires_at is None
+        with write_tx():  # settled once: a later sweep finds nothing to do
+            db.session.execute(update(Message).where(Message.id == reply.id).values(content="kept"))
+        sweep_jobs.apply()
+        db.session.expire_all()
+        assert db.session.execute(select_reply(job_id)).scalar_one().content == "kept"
+        names = [name for _id, name, _data in stream.history(get_redis(), job_id)]
+    assert names == ["token", "token", "cancelled"], names
+
+
+def select_reply(job_id):
+    """The assistant message a chat job writes."""
+    from sqlalchemy import select
+
+    from shared.models import Message
+    return select(Message).where(Message.job_id == job_id, Message.role == "assistant")
