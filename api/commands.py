@@ -7,9 +7,11 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from api.schemas.auth import normalise_email
+from api.services import identity
 from api.services.passwords import check_policy, hash_password
 from shared.database import db, utcnow, write_tx
 from shared.models import Role, User
+from shared.models.user import new_id
 
 
 @click.command("create-admin")
@@ -20,10 +22,12 @@ def create_admin(email: str, password: str) -> None:
     """Create the first admin, or promote an existing account to admin."""
     email = normalise_email(email)
     check_policy(password, email)
-    with write_tx():
-        user = db.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
+    found = db.session.execute(select(User.id).where(User.email == email)).scalar_one_or_none()
+    user_id = found or new_id()
+    with identity.changing(user_id), write_tx():
+        user = db.session.get(User, user_id)
         if user is None:
-            user = User(email=email, password_hash=hash_password(password), email_verified_at=utcnow())
+            user = User(id=user_id, email=email, password_hash=hash_password(password), email_verified_at=utcnow())
             db.session.add(user)
         user.role = Role.admin.value
     click.echo(f"{email} is an admin")

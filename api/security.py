@@ -15,13 +15,16 @@ from flask_jwt_extended import current_user, get_jwt, verify_jwt_in_request
 
 from api.errors import APIError
 from api.extensions.jwt import session_of, session_revoked
-from shared.database import db
-from shared.models import User
+from api.services import identity
+from api.services.identity import Caller
 from shared.signing import ANONYMOUS, Binding, InvalidSignature, is_job_resource, verify
 
 
-def authenticate(resource: str | None = None) -> User | None:
-    """The caller, from a Bearer token or (for `resource`) a signed URL; None for an anonymous signature."""
+def authenticate(resource: str | None = None) -> Caller | None:
+    """The caller, from a Bearer token or (for `resource`) a signed URL; None for an anonymous signature.
+
+    No database read: the identity comes from Redis (api/services/identity.py); a view that
+    needs the account's other fields loads it with `identity.account(caller)`."""
     sig = request.args.get("sig")
     if sig and resource and "Authorization" not in request.headers:
         try:
@@ -34,7 +37,7 @@ def authenticate(resource: str | None = None) -> User | None:
                 raise APIError(401, "invalid_signature", "this link was not issued for this resource")
             g.signed_anonymous = True
             return None
-        user = db.session.get(User, binding.user_id)
+        user = identity.get(binding.user_id)
         if (user is None or not user.is_active or user.token_version != binding.version
                 or session_revoked(binding.session)):
             raise APIError(401, "token_revoked", "this link is no longer valid for this account")

@@ -4,7 +4,8 @@ Every sign-in is a session: its access and refresh tokens carry its id (`sid`), 
 refresh keeps it. A spent refresh token's id (`jti`) is blocklisted; a revoked session
 (`jwt:session:<sid>`, kept as long as a refresh token lives) ends every token of it at
 once: logout does that, and so does a spent refresh token presented again (a stolen one).
-Both are checked in one round trip (`EXISTS`). Tokens carry the user's `token_version`
+Both are checked in one round trip, with the user's identity record (api/services/identity.py:
+token version, status and role; no database read). Tokens carry the user's `token_version`
 (`ver`) too, so that a password reset or a disabled account ends every token at once. A
 check that cannot reach Redis fails closed (503). Tokens made before sessions (no `sid`)
 are each their own family, named by their refresh token's jti. Errors answer fixed
@@ -14,12 +15,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Flask
+from flask import Flask, g
 from flask_jwt_extended import JWTManager
 
 from api.errors import error_response
-from shared.database import db
-from shared.models import User
+from api.services import identity
 from shared.redis_client import get_redis
 from shared.settings import get_settings
 
@@ -74,19 +74,26 @@ def init_app(app: Flask) -> None:
 
 @jwt.token_in_blocklist_loader
 def _is_revoked(_header, payload) -> bool:
+    """One round trip: the token's and its session's revocation keys, and the user's identity record."""
     sid = session_of(payload)
-    revoked = get_redis().exists(revoked_key(payload["jti"]), session_key(sid)) > 0
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.exists(revoked_key(payload["jti"]), session_key(sid))
+    pipe.get(identity.key(payload["sub"]))
+    revoked, record = pipe.execute()
     if revoked and payload.get("type") == "refresh":
         revoke_session(sid)  # a spent refresh token used again was stolen: its whole family ends
-    return revoked
+    g.identity_record = record
+    return revoked > 0
 
 
 @jwt.user_lookup_loader
 def _load_user(_header, payload):
-    user = db.session.get(User, payload["sub"])
-    if user is None or not user.is_active or payload.get("ver") != user.token_version:
+    """The caller (identity.Caller) from the record read with the revocation keys, else the database."""
+    user_id = payload["sub"]
+    caller = identity.decode(user_id, g.pop("identity_record", None)) or identity.load(user_id)
+    if caller is None or not caller.is_active or payload.get("ver") != caller.token_version:
         return None
-    return user
+    return caller
 
 
 def _unauthorized(code: str):

@@ -11,7 +11,8 @@ from sqlalchemy.exc import IntegrityError
 
 from api.errors import APIError
 from api.extensions.jwt import revoke_session, revoked_key, session_of
-from api.services import codes, files, login_throttle
+from api.services import codes, files, identity, login_throttle
+from api.services.identity import Caller
 from api.services.jobs import enqueue, envelope
 from api.services.passwords import check_policy, hash_password, verify_password
 from shared.database import db, utcnow, write_tx
@@ -85,7 +86,7 @@ def _username_taken(username: str, except_id: str | None = None) -> bool:
     return db.session.execute(stmt).scalar_one() > 0
 
 
-def issue_tokens(user: User, session: str | None = None) -> dict:
+def issue_tokens(user: User | Caller, session: str | None = None) -> dict:
     """An access and a refresh token of one sign-in session: a new one unless `session` continues it."""
     claims = {"ver": user.token_version, "sid": session or uuid.uuid4().hex}
     refresh = create_refresh_token(identity=user.id, additional_claims=claims)
@@ -113,7 +114,7 @@ def _revoke(jti: str, expires_at: float) -> bool:
     return bool(get_redis().set(revoked_key(jti), "1", ex=ttl, nx=True))
 
 
-def refresh(user: User) -> dict:
+def refresh(user: Caller) -> dict:
     """Rotate: the presented refresh token is spent, a new pair of the same session is issued.
 
     A refresh token already spent (here: by a concurrent use) ends its whole session.
@@ -132,7 +133,7 @@ def logout() -> None:
 
 def _set_password(user: User, password: str) -> None:
     check_policy(password, user.email)
-    with write_tx():
+    with identity.changing(user.id), write_tx():
         user = db.session.merge(user)
         user.password_hash = hash_password(password)
         user.token_version += 1  # every existing token of the user stops working
@@ -164,7 +165,7 @@ def delete_account(user: User, code: str) -> None:
     codes.consume(user.email, "delete_account", code)
     blobs = files.storage_keys_of(user.id) + list(db.session.execute(
         select(AudioClip.storage_key).where(AudioClip.user_id == user.id)).scalars())
-    with write_tx():  # conversations, messages, files and chunks go with the user (ON DELETE CASCADE)
+    with identity.changing(user.id), write_tx():  # conversations, messages, files, chunks go with it (CASCADE)
         db.session.execute(delete(Chunk).where(Chunk.user_id == user.id))
         db.session.execute(delete(Job).where(Job.user_id == user.id))
         db.session.execute(delete(User).where(User.id == user.id))

@@ -4,6 +4,8 @@ from __future__ import annotations
 from sqlalchemy import func, or_, select
 
 from api.errors import APIError
+from api.services import identity
+from api.services.identity import Caller
 from shared.database import db, write_tx
 from shared.models import User, UserStatus
 
@@ -22,13 +24,13 @@ def list_users(limit: int, offset: int, role: str | None, status: str | None, q:
     return list(items), total
 
 
-def update_user(actor: User, user_id: str, changes: dict) -> User:
+def update_user(actor: Caller, user_id: str, changes: dict) -> User:
     user = db.session.get(User, user_id) if len(user_id) <= 64 else None
     if user is None:
         raise APIError(404, "not_found", "no such user")
     if user.id == actor.id and changes:
         raise APIError(400, "cannot_change_self", "admins cannot change their own role or status")
-    with write_tx():
+    with identity.changing(user.id), write_tx():
         user = db.session.merge(user)
         if "role" in changes and changes["role"]:
             user.role = changes["role"]

@@ -17,10 +17,11 @@ from sqlalchemy.exc import IntegrityError
 from api.errors import APIError
 from api.extensions.limiter import per_user
 from api.security import url_binding
+from api.services.identity import Caller
 from api.services.jobs import caller_session, cancel, envelope
 from shared.database import db, utcnow, write_tx
 from shared.jobs import dispatch, new_job, stream
-from shared.models import Conversation, IdempotencyKey, Job, Message, MessageStatus, User
+from shared.models import Conversation, IdempotencyKey, Job, Message, MessageStatus
 from shared.models.job import ACTIVE_STATES
 from shared.models.user import new_id
 from shared.payloads import ChatOptions, ChatPayload
@@ -37,7 +38,7 @@ def _title_from(message: str) -> str:
     return line if len(line) <= 60 else line[:57].rstrip() + "..."
 
 
-def get_conversation(user: User, conversation_id: str) -> Conversation:
+def get_conversation(user: Caller, conversation_id: str) -> Conversation:
     conv = db.session.get(Conversation, conversation_id) if len(conversation_id) <= 64 else None
     if conv is None or conv.user_id != user.id:
         raise APIError(404, "not_found", "no such conversation")
@@ -63,7 +64,7 @@ def _find_key(user_id: str, key: str) -> IdempotencyKey | None:
         IdempotencyKey.created_at >= since)).scalar_one_or_none()
 
 
-def send(user: User, body: dict, idempotency_key: str | None) -> dict:
+def send(user: Caller, body: dict, idempotency_key: str | None) -> dict:
     request_hash = _request_hash(body)
     if idempotency_key is not None:
         if not IDEMPOTENCY_KEY.match(idempotency_key):
@@ -129,7 +130,7 @@ def message_out(m: Message) -> dict:
             "audio_url": audio_url(url_binding(), m.meta["audio_id"]) if (m.meta or {}).get("audio_id") else None}
 
 
-def history(user: User, conversation_id: str, limit: int, before: str | None) -> dict:
+def history(user: Caller, conversation_id: str, limit: int, before: str | None) -> dict:
     get_conversation(user, conversation_id)
     stmt = select(Message).where(Message.conversation_id == conversation_id)
     if before:
@@ -146,7 +147,7 @@ def history(user: User, conversation_id: str, limit: int, before: str | None) ->
             "next_before": rows[0].id if has_more and rows else None}
 
 
-def list_conversations(user: User, limit: int, offset: int) -> dict:
+def list_conversations(user: Caller, limit: int, offset: int) -> dict:
     base = select(Conversation).where(Conversation.user_id == user.id)
     total = db.session.execute(select(func.count()).select_from(base.subquery())).scalar_one()
     rows = db.session.execute(base.order_by(Conversation.updated_at.desc(), Conversation.id)
@@ -154,7 +155,7 @@ def list_conversations(user: User, limit: int, offset: int) -> dict:
     return {"items": list(rows), "total": total, "limit": limit, "offset": offset}
 
 
-def rename(user: User, conversation_id: str, title: str) -> Conversation:
+def rename(user: Caller, conversation_id: str, title: str) -> Conversation:
     conv = get_conversation(user, conversation_id)
     with write_tx():
         conv = db.session.merge(conv)
@@ -162,7 +163,7 @@ def rename(user: User, conversation_id: str, title: str) -> Conversation:
     return conv
 
 
-def delete_conversation(user: User, conversation_id: str) -> None:
+def delete_conversation(user: Caller, conversation_id: str) -> None:
     """Stop its running replies, then remove it and its messages."""
     get_conversation(user, conversation_id)
     job_ids = db.session.execute(select(Message.job_id).where(

@@ -22,6 +22,7 @@ from werkzeug.datastructures import FileStorage
 
 from api.errors import APIError
 from api.extensions.limiter import per_user
+from api.services.identity import Caller
 from api.services.jobs import caller_session, cancel, envelope
 from api.services.paging import page
 from api.services.sniff import CONTENT_TYPES, INDEXED, display_name, sniff
@@ -41,11 +42,11 @@ def file_out(f: File) -> dict:
             "chunk_count": f.chunk_count, "job_id": f.job_id, "created_at": f.created_at, "owner_id": f.user_id}
 
 
-def _visible(user: User):
+def _visible(user: Caller):
     return or_(File.user_id == user.id, File.scope == FileScope.public.value)
 
 
-def get_visible(user: User, file_id: str) -> File:
+def get_visible(user: Caller, file_id: str) -> File:
     f = db.session.get(File, file_id) if len(file_id) <= 64 else None
     if f is None or not (f.user_id == user.id or f.scope == FileScope.public.value):
         raise APIError(404, "not_found", "no such file")
@@ -116,7 +117,7 @@ def _drop_unrecorded(key: str) -> None:
         get_storage().delete(key)
 
 
-def upload(user: User, upload: FileStorage | None, scope: str) -> tuple[dict, int]:
+def upload(user: Caller, upload: FileStorage | None, scope: str) -> tuple[dict, int]:
     """Store an upload and queue its processing (202), or answer the file with the same content (200)."""
     s = get_settings()
     if upload is None:
@@ -160,7 +161,7 @@ def _duplicate(existing: File) -> tuple[dict, int]:
     return {"file": file_out(existing), "duplicate": True, **_envelope(existing)}, 200
 
 
-def _record(user: User, name: str, size: int, kind: str, sha: str, scope: str, key: str) -> tuple[File, Job]:
+def _record(user: Caller, name: str, size: int, kind: str, sha: str, scope: str, key: str) -> tuple[File, Job]:
     """The file's record and its job, in one transaction that holds the user's row while it checks the quota."""
     with write_tx():
         db.session.execute(select(User.id).where(User.id == user.id).with_for_update())
@@ -180,7 +181,7 @@ def _envelope(f: File) -> dict:
     return envelope(f.job_id) if f.job_id else {}
 
 
-def list_files(user: User, limit: int, offset: int, status: str | None, scope: str | None) -> dict:
+def list_files(user: Caller, limit: int, offset: int, status: str | None, scope: str | None) -> dict:
     stmt = select(File).where(_visible(user))
     if status:
         stmt = stmt.where(File.status == status)
@@ -189,7 +190,7 @@ def list_files(user: User, limit: int, offset: int, status: str | None, scope: s
     return page(stmt, (File.created_at.desc(), File.id), limit, offset, file_out)
 
 
-def delete_file(user: User, file_id: str) -> None:
+def delete_file(user: Caller, file_id: str) -> None:
     """Remove the blob, the chunks and their vectors, and the record."""
     f = get_visible(user, file_id)
     if f.user_id != user.id and user.role != Role.admin.value:

@@ -12,17 +12,18 @@ from api.errors import APIError
 from api.schemas.jobs import EVENT_ID
 from api.security import url_binding
 from api.services import sse
+from api.services.identity import Caller
 from api.services.paging import page
 from api.services.stream_slots import StreamSlot
 from shared import jobs
 from shared.database import db, write_tx
-from shared.models import File, FileStatus, Job, JobState, Message, MessageStatus, User
+from shared.models import File, FileStatus, Job, JobState, Message, MessageStatus
 from shared.models.job import ACTIVE_STATES
 from shared.payloads import Payload
 from shared.signing import audio_url, job_urls
 
 
-def list_owned(user: User, limit: int, offset: int, kind: str | None, state: str | None) -> dict:
+def list_owned(user: Caller, limit: int, offset: int, kind: str | None, state: str | None) -> dict:
     """A page of the user's jobs, newest first, with the total."""
     stmt = select(Job).where(Job.user_id == user.id)
     if kind:
@@ -38,7 +39,7 @@ def _final(job: Job | None) -> tuple[str, dict] | None:
     return jobs.final_event(job.state, job.result, job.error)
 
 
-def event_stream(job: Job, user: User | None, last_id: str) -> tuple[Iterator[str], Callable[[], None]]:
+def event_stream(job: Job, user: Caller | None, last_id: str) -> tuple[Iterator[str], Callable[[], None]]:
     """The SSE frames of an owned job from `last_id` on, and what to call when the response closes.
 
     Takes one of the owner's stream slots (429 `too_many_streams` past MAX_STREAMS_PER_USER; an
@@ -93,7 +94,7 @@ def to_dict(job: Job) -> dict:
     }
 
 
-def get_owned(job_id: str, user: User | None) -> Job:
+def get_owned(job_id: str, user: Caller | None) -> Job:
     """The job if the caller owns it; 404 otherwise (also for another user's job)."""
     job = db.session.get(Job, job_id) if len(job_id) <= 64 else None
     if job is None:

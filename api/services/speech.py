@@ -8,9 +8,10 @@ from __future__ import annotations
 from api.errors import APIError
 from api.extensions.limiter import per_user
 from api.services.files import ensure_room
+from api.services.identity import Caller
 from api.services.jobs import enqueue, envelope
 from shared.database import db
-from shared.models import AudioClip, User
+from shared.models import AudioClip
 from shared.payloads import TTSPayload
 from shared.redis_client import get_redis
 from shared.settings import get_settings
@@ -25,7 +26,7 @@ def voices() -> dict:
     return published
 
 
-def request_speech(user: User, text: str, voice: str | None, fmt: str | None) -> dict:
+def request_speech(user: Caller, text: str, voice: str | None, fmt: str | None) -> dict:
     s = get_settings()
     if not text.strip():
         raise APIError(400, "empty_text", "there is no text to speak")
@@ -43,7 +44,7 @@ def request_speech(user: User, text: str, voice: str | None, fmt: str | None) ->
     return envelope(job.id)
 
 
-def get_clip(user: User, audio_id: str) -> AudioClip:
+def get_clip(user: Caller, audio_id: str) -> AudioClip:
     clip = db.session.get(AudioClip, audio_id) if len(audio_id) <= 64 else None
     if clip is None or clip.user_id != user.id:
         raise APIError(404, "not_found", "no such audio")

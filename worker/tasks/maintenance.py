@@ -71,6 +71,8 @@ def _settle_orphaned_cancels(now) -> None:
     rows = db.session.execute(select(Job.id, Job.kind).where(
         Job.state == JobState.cancelled.value, Job.lease_expires_at < now).limit(BATCH)).all()
     db.session.commit()
+    if rows:
+        celery.loader.import_default_modules()  # every task's on_fail (a worker has them; a shell may not)
     for job_id, kind in rows:
         task = celery.tasks.get(jobs.KIND_TASKS.get(kind, ""))
         settle_cancelled(job_id, getattr(task, "on_fail", None))
