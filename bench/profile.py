@@ -1,7 +1,8 @@
-"""Where the time goes, in-process: python -m bench.profile [--tree poll|enqueue|noop|chat]
+"""Where the time goes, in-process: python -m bench.profile [--tree poll|enqueue|essential-poll|...]
 
 Times each hot path without a server or a network client in the way: the bare endpoint,
-polling, enqueue (Flask's test client), and a no-op and an echo chat job through the task
+polling and enqueue, the essential poll and enqueue (bench/essential_app.py) (Flask's test
+client), and a no-op and an echo chat job through the task
 wrapper (Celery's `apply`, in this process; the worker's own receive/ack costs are not in it).
 With `--tree`, prints a pyinstrument call tree of that path: the profiles bench/README.md
 quotes. Uses its own Redis and SQLite like `python -m bench.run`.
@@ -14,7 +15,7 @@ import time
 
 from shared.payloads import NoopPayload
 
-PATHS = ("poll", "enqueue", "noop", "chat")
+PATHS = ("poll", "enqueue", "essential-poll", "essential-enqueue", "noop", "chat")
 
 
 def main() -> None:
@@ -46,20 +47,24 @@ def main() -> None:
                 with write_tx():
                     return jobs.new_job("noop", None, NoopPayload()).id
 
+        from bench.essential_app import create_app as essential_app
         job_id = enqueue()
         bare = bare_app().test_client()
+        essential = essential_app().test_client()
         calls = {
             "bare": lambda: bare.get("/bare"),
             "poll": lambda: client.get(f"/api/jobs/{job_id}", headers=headers),
             "enqueue": enqueue,
+            "essential-poll": lambda: essential.get(f"/api/jobs/{job_id}", headers=headers),
+            "essential-enqueue": lambda: essential.post("/api/chat/send", headers=headers, json=body),
         }
         for name, fn in calls.items():
-            print(f"{name:8} {_per_call(fn, args.n) * 1000:7.3f} ms per request")
+            print(f"{name:17} {_per_call(fn, args.n) * 1000:7.3f} ms per request")
         for name, task, make in (("noop", noop, noop_job), ("chat", chat_reply, enqueue)):
             ids = [make() for _ in range(args.n + 20)]
             it = iter(ids)
             per_job = _per_call(lambda task=task, it=it: task.apply(args=[next(it)]), args.n)
-            print(f"{name:8} {per_job * 1000:7.3f} ms per job")
+            print(f"{name:17} {per_job * 1000:7.3f} ms per job")
         if args.tree:
             _tree(args.tree, calls, {"noop": (noop, noop_job), "chat": (chat_reply, enqueue)}, args.n)
     finally:
