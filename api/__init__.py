@@ -6,6 +6,7 @@ job contract (shared/) -> Celery through Redis -> worker task (worker/tasks).
 from __future__ import annotations
 
 from flask import redirect
+from flask.sessions import SessionInterface
 from flask_openapi3 import Info, OpenAPI
 from pydantic import BaseModel
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -31,6 +32,7 @@ class MentorAPI(OpenAPI):
     """Views may return pydantic models (alone or with a status); they are sent as JSON."""
 
     def make_response(self, rv):
+        """Build the response, a pydantic model (alone or first in a tuple with status and headers) dumped first."""
         if isinstance(rv, tuple) and rv and isinstance(rv[0], BaseModel):
             rv = (rv[0].model_dump(), *rv[1:])
         elif isinstance(rv, BaseModel):
@@ -38,7 +40,20 @@ class MentorAPI(OpenAPI):
         return super().make_response(rv)
 
 
+class NoSessions(SessionInterface):
+    """The API keeps no cookie session (callers send Bearer tokens): none is opened or saved."""
+
+    def open_session(self, app, request):
+        """Every request gets the null session."""
+        return self.make_null_session(app)
+
+    def save_session(self, app, session, response):
+        """Nothing to save."""
+        return None
+
+
 def create_app(test_config: dict | None = None) -> OpenAPI:
+    """Build the app: database, extensions, error handlers, every blueprint, the CLI; test_config overrides config."""
     settings = get_settings()
     configure_logging("api")
     app = MentorAPI(
@@ -58,6 +73,7 @@ def create_app(test_config: dict | None = None) -> OpenAPI:
     )
     if test_config:
         app.config.update(test_config)
+    app.session_interface = NoSessions()
 
     init_db(app, app.config.get("DATABASE_URL") or settings.DATABASE_URL)
     json_provider.init_app(app)

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import redis
 from flask import current_app, g, request
-from sqlalchemy import select, update
+from sqlalchemy import Row, bindparam, select, update
 
 from api.errors import APIError
 from api.schemas.jobs import EVENT_ID
@@ -17,6 +17,7 @@ from api.services.paging import page
 from api.services.stream_slots import StreamSlot
 from shared import jobs
 from shared.database import db, write_tx
+from shared.jobs.lifecycle import JOBS
 from shared.models import File, FileStatus, Job, JobState, Message, MessageStatus
 from shared.models.job import ACTIVE_STATES
 from shared.payloads import Payload
@@ -33,13 +34,13 @@ def list_owned(user: Caller, limit: int, offset: int, kind: str | None, state: s
     return page(stmt, (Job.created_at.desc(), Job.id), limit, offset, to_dict)
 
 
-def _final(job: Job | None) -> tuple[str, dict] | None:
+def _final(job: Row | None) -> tuple[str, dict] | None:
     if job is None:
         return "error", {"state": "failed", "error": {"code": "gone"}}
     return jobs.final_event(job.state, job.result, job.error)
 
 
-def event_stream(job: Job, user: Caller | None, last_id: str) -> tuple[Iterator[str], Callable[[], None]]:
+def event_stream(job: Row, user: Caller | None, last_id: str) -> tuple[Iterator[str], Callable[[], None]]:
     """The SSE frames of an owned job from `last_id` on, and what to call when the response closes.
 
     Takes one of the owner's stream slots (429 `too_many_streams` past MAX_STREAMS_PER_USER; an
@@ -55,7 +56,7 @@ def event_stream(job: Job, user: Caller | None, last_id: str) -> tuple[Iterator[
 
     def recheck():
         with app.app_context():
-            return _final(db.session.get(Job, job_id))
+            return _final(db.session.execute(_READ.where(JOBS.c.id == job_id)).first())
 
     def frames():
         try:
@@ -84,7 +85,7 @@ def _fresh(result: dict | None) -> dict | None:
     return result
 
 
-def to_dict(job: Job) -> dict:
+def to_dict(job: Row | Job) -> dict:
     """The job as its owner sees it; its URLs are signed for the caller (plain when a signature authorised the read)."""
     return {
         "id": job.id, "kind": job.kind, "state": job.state, "progress": job.progress,
@@ -94,15 +95,33 @@ def to_dict(job: Job) -> dict:
     }
 
 
-def get_owned(job_id: str, user: Caller | None) -> Job:
-    """The job if the caller owns it; 404 otherwise (also for another user's job)."""
-    job = db.session.get(Job, job_id) if len(job_id) <= 64 else None
-    if job is None:
+# What an owner reads of a job: one Core SELECT by primary key and owner (the hot path of polling).
+_READ = select(*(JOBS.c[name] for name in ("id", "kind", "state", "progress", "result", "error", "attempts",
+                                            "request_id", "created_at", "started_at", "finished_at", "updated_at")))
+
+
+_READ_OWNED = _READ.where(JOBS.c.id == bindparam("job_id"), JOBS.c.user_id == bindparam("user_id"))
+_READ_OWNERLESS = _READ.where(JOBS.c.id == bindparam("job_id"), JOBS.c.user_id.is_(None))
+
+
+def _read(job_id: str, user_id: str | None) -> Row | None:
+    """The job's row if `user_id` owns it (None: a job without an owner); built once, bound per call."""
+    if user_id is None:
+        row = db.session.execute(_READ_OWNERLESS, {"job_id": job_id}).first()
+    else:
+        row = db.session.execute(_READ_OWNED, {"job_id": job_id, "user_id": user_id}).first()
+    db.session.commit()  # end the read: a stream holds no transaction
+    return row
+
+
+def get_owned(job_id: str, user: Caller | None) -> Row:
+    """The job (a read-only row) if the caller owns it; 404 otherwise (also for another user's job).
+
+    An anonymous signed URL reads only jobs without an owner."""
+    if len(job_id) > 64 or (user is None and not g.get("signed_anonymous")):
         raise APIError(404, "not_found", "no such job")
-    if user is None:  # an anonymous signed URL: only for jobs without an owner
-        if job.user_id is not None or not g.get("signed_anonymous"):
-            raise APIError(404, "not_found", "no such job")
-    elif job.user_id != user.id:
+    job = _read(job_id, user.id if user else None)
+    if job is None:
         raise APIError(404, "not_found", "no such job")
     return job
 
@@ -116,7 +135,7 @@ def enqueue(kind: str, user_id: str | None, payload: Payload) -> Job:
     return job
 
 
-def cancel(job: Job) -> Job:
+def cancel(job: Row | Job) -> Row:
     """Cancel a queued or running job (shared.jobs.cancel); its worker stops at its next check.
 
     A running job's worker owns its rows until it stops, and applies the cancel to them (the
@@ -127,8 +146,7 @@ def cancel(job: Job) -> Job:
         raise APIError(409, "not_cancellable", f"the job is already {job.state}")
     was = jobs.cancel(job.id)
     if was is None:
-        db.session.refresh(job)
-        raise APIError(409, "not_cancellable", f"the job is already {job.state}")
+        raise APIError(409, "not_cancellable", f"the job is already {db.session.get(Job, job.id).state}")
     if was == JobState.queued.value:
         with write_tx():
             db.session.execute(update(File).where(File.job_id == job.id, File.status == FileStatus.processing.value)
@@ -136,5 +154,4 @@ def cancel(job: Job) -> Job:
             db.session.execute(update(Message).where(Message.job_id == job.id,
                                                      Message.status == MessageStatus.streaming.value)
                                .values(status=MessageStatus.cancelled.value, content=""))
-    db.session.refresh(job)
-    return job
+    return db.session.execute(_READ.where(JOBS.c.id == job.id)).first()
