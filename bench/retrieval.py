@@ -25,8 +25,8 @@ def _fill(env: Environment, owner: str, n: int) -> None:
     from sqlalchemy import insert
 
     from shared.database import db, write_tx
-    from shared.knowledge.builtin import index_changed
     from shared.models import Chunk, File
+    from shared.retrieval.builtin import index_changed
     rng = random.Random(7)
     vocab = [f"w{i}" for i in range(5000)]
     with env.app.app_context():
@@ -84,7 +84,7 @@ def run(env: Environment, results: Results, quick: bool = False) -> None:
     # Quality on the labelled set (its own user, so the filler does not dilute it).
     job, _ = _upload_and_wait(stack.url, other_token, documents.pdf(page_texts()), "corpus.pdf")
     assert job["state"] == "succeeded", job
-    from shared.knowledge.builtin import BuiltinRetriever
+    from shared.retrieval.builtin import BuiltinRetriever
     with env.app.app_context():
         from shared.database import db
         from shared.models import File

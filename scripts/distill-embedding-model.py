@@ -1,6 +1,6 @@
 """Distil sentence-transformers/all-MiniLM-L6-v2 into a static model2vec model.
 
-Writes shared/knowledge/embedding_model/ (model.safetensors, tokenizer.json, config.json,
+Writes shared/retrieval/embedding_model/ (model.safetensors, tokenizer.json, config.json,
 modules.json, README.md). The output is committed as data; at run time only `model2vec`
 (and the numpy/tokenizers/safetensors... it pulls) is needed, never torch. This script is
 run by hand, rarely, in a throwaway virtualenv -- never in the project's .venv:
@@ -38,7 +38,7 @@ from importlib.metadata import version  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = REPO / "shared" / "knowledge" / "embedding_model"
+DEFAULT_OUT = REPO / "shared" / "retrieval" / "embedding_model"
 TEACHER = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -114,7 +114,7 @@ tags: [embeddings, static-embeddings, model2vec]
 ---
 # Static embedding model (model2vec, distilled from all-MiniLM-L6-v2)
 
-Used by `shared/knowledge/embeddings.py` for retrieval. A static model: one vector per token of
+Used by `shared/retrieval/embeddings.py` for retrieval. A static model: one vector per token of
 the teacher's WordPiece vocabulary, mean-pooled and L2-normalised at encode time. No torch at run
 time; only `model2vec` (numpy, tokenizers, safetensors, ...).
 
@@ -140,7 +140,7 @@ Rerun it to regenerate this folder (this README included).
 import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")   # before model2vec / huggingface_hub is imported
 from model2vec import StaticModel
-m = StaticModel.from_pretrained("/abs/path/to/shared/knowledge/embedding_model")  # must exist, else it tries the Hub
+m = StaticModel.from_pretrained("/abs/path/to/shared/retrieval/embedding_model")  # must exist, else it tries the Hub
 vectors = m.encode(["what is photosynthesis"])  # (n, {dims}) {model.embedding.dtype}, unit length
 ```
 

@@ -115,7 +115,7 @@ def test_a_chat_reply_speaks(client, users):
 
 
 def test_the_default_piper_engine_end_to_end(make_stack, users):
-    from worker.providers.tts.piper import default_python, default_voice_path
+    from worker.providers.speech.piper import default_python, default_voice_path
     if not (default_python().exists() and default_voice_path().exists()):
         pytest.skip("the Piper venv or voice is missing: run scripts/ensure-tts (make test does)")
     stack = make_stack("piper", TTS_ENGINE="local")

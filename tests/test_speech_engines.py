@@ -1,4 +1,4 @@
-"""TTS engines with real audio, and the helpers around them.
+"""Speech engines with real audio, and the helpers around them.
 
 - local: Piper in its own venv as a separate process, with the en_US-joe-medium voice
   (scripts/ensure-tts provides both); the WAV it makes is read back and measured;
@@ -30,15 +30,16 @@ from types import SimpleNamespace
 import pytest
 
 from tests.support import free_port
-from worker.providers.tts import base as tts_base
-from worker.providers.tts.audio import clean_for_speech, concat, duration, from_wav, split_sentences, to_format, to_wav
-from worker.providers.tts.base import Audio, TTSError, TTSUnavailable
+from worker.providers.speech import base as speech_base
+from worker.providers.speech.audio import concat, duration, from_wav, to_format, to_wav
+from worker.providers.speech.base import Audio, SpeechError, SpeechUnavailable
+from worker.providers.speech.text import clean_for_speech, split_sentences
 
 SENTENCE = "The derivative of a function tells us how quickly its value changes at every point."  # 15 words
 
 
 def piper_paths() -> tuple[Path, Path] | None:
-    from worker.providers.tts.piper import default_python, default_voice_path
+    from worker.providers.speech.piper import default_python, default_voice_path
     python = Path(os.environ.get("PIPER_PYTHON") or default_python())
     voice = Path(os.environ.get("TTS_VOICE_PATH") or default_voice_path())
     if os.access(python, os.X_OK) and voice.is_file() and Path(f"{voice}.json").is_file():
@@ -85,7 +86,7 @@ def assert_speech(audio: Audio, rate: int, words: int) -> float:
 
 @pytest.fixture(scope="module")
 def piper():
-    from worker.providers.tts.piper import PiperEngine
+    from worker.providers.speech.piper import PiperEngine
     python, voice = piper_paths()
     engine = PiperEngine(voice_path=voice, python=python)
     yield engine
@@ -171,7 +172,7 @@ def test_piper_forked_child_starts_its_own_process(piper):
 
 @needs_piper
 def test_piper_refusals(piper):
-    with pytest.raises(TTSError, match="unknown voice"):
+    with pytest.raises(SpeechError, match="unknown voice"):
         piper.synthesize("Hello.", "alloy")
     empty = piper.synthesize("  \n", None)
     assert empty.pcm == b"" and empty.sample_rate == 22050
@@ -179,9 +180,9 @@ def test_piper_refusals(piper):
 
 
 def test_piper_missing_install_says_what_to_run(tmp_path):
-    from worker.providers.tts.piper import PiperEngine
+    from worker.providers.speech.piper import PiperEngine
     engine = PiperEngine(voice_path=tmp_path / "v.onnx", python=tmp_path / "no-python")
-    with pytest.raises(TTSError, match="scripts/ensure-tts"):
+    with pytest.raises(SpeechError, match="scripts/ensure-tts"):
         engine.synthesize("Hello.", None)
 
 
@@ -189,7 +190,7 @@ def test_piper_missing_install_says_what_to_run(tmp_path):
 
 @needs_espeak
 def test_espeak_speaks_and_lists_english_voices():
-    from worker.providers.tts.espeak import EspeakEngine
+    from worker.providers.speech.espeak import EspeakEngine
     engine = EspeakEngine()
     voices = engine.voices()
     ids = [v["id"] for v in voices]
@@ -200,9 +201,9 @@ def test_espeak_speaks_and_lists_english_voices():
     assert duration(engine.synthesize("Good morning.", "en-gb")) > 0.3
     # text starting like an option is spoken, not obeyed
     assert duration(engine.synthesize("-v hello", None)) > 0.3
-    with pytest.raises(TTSError):
+    with pytest.raises(SpeechError):
         engine.synthesize("Hello.", "nosuchvoice")
-    with pytest.raises(TTSError):
+    with pytest.raises(SpeechError):
         engine.synthesize("Hello.", "--help")
 
 
@@ -296,7 +297,7 @@ def down_url() -> str:
 # --- openai ------------------------------------------------------------------------------
 
 def test_openai_speech_pcm_and_wav(service):
-    from worker.providers.tts.openai import OpenAISpeech
+    from worker.providers.speech.openai import OpenAISpeech
     engine = OpenAISpeech(base_url=service.url + "/v1/", api_key="sk-test", model="tts-1")
     audio = engine.synthesize("one two three four five", "nova")
     assert audio.sample_rate == 24000
@@ -313,25 +314,25 @@ def test_openai_speech_pcm_and_wav(service):
 
 
 def test_openai_errors_are_sorted(service):
-    from worker.providers.tts.openai import OpenAISpeech
+    from worker.providers.speech.openai import OpenAISpeech
     engine = OpenAISpeech(base_url=service.url + "/v1", api_key="sk-test")
-    with pytest.raises(TTSError, match="400"):
+    with pytest.raises(SpeechError, match="400"):
         engine.synthesize("Hello.", "bogus-voice")
-    with pytest.raises(TTSError, match="401"):
+    with pytest.raises(SpeechError, match="401"):
         OpenAISpeech(base_url=service.url + "/v1", api_key="wrong").synthesize("Hello.", None)
-    with pytest.raises(TTSUnavailable, match="503"):
+    with pytest.raises(SpeechUnavailable, match="503"):
         engine.synthesize("We are overloaded.", None)
-    with pytest.raises(TTSUnavailable, match="cannot reach"):
+    with pytest.raises(SpeechUnavailable, match="cannot reach"):
         OpenAISpeech(base_url=down_url() + "/v1").synthesize("Hello.", None)
-    with pytest.raises(TTSError, match="TTS_BASE_URL"):
+    with pytest.raises(SpeechError, match="TTS_BASE_URL"):
         OpenAISpeech(base_url="")
 
 
 # --- tutornet ----------------------------------------------------------------------------
 
 def test_tutornet_sends_the_form_and_wraps_raw_pcm(service, tmp_path):
-    from worker.providers.tts.tutornet import TutorNetTTS
-    engine = TutorNetTTS(base_url=service.url, prompt_text="", prompt_wav="")
+    from worker.providers.speech.tutornet import TutorNetSpeech
+    engine = TutorNetSpeech(base_url=service.url, prompt_text="", prompt_wav="")
     audio = engine.synthesize("Bonjour, je suis votre tuteur.", None)
     assert audio.sample_rate == 22050 and audio.pcm == sine(0.5, 22050, freq=330)
     assert service.server.forms[-1] == {"tts_text": (None, b"Bonjour, je suis votre tuteur.")}
@@ -341,7 +342,7 @@ def test_tutornet_sends_the_form_and_wraps_raw_pcm(service, tmp_path):
 
     prompt = tmp_path / "teacher.wav"
     prompt.write_bytes(to_wav(Audio(sine(0.3, 16000), 16000)))
-    clone = TutorNetTTS(base_url=service.url, prompt_text="This is my voice.", prompt_wav=str(prompt),
+    clone = TutorNetSpeech(base_url=service.url, prompt_text="This is my voice.", prompt_wav=str(prompt),
                         sample_rate=24000)
     got = clone.synthesize("Hello.", None)
     assert got.sample_rate == 24000  # the configured rate: raw PCM carries none
@@ -354,34 +355,34 @@ def test_tutornet_sends_the_form_and_wraps_raw_pcm(service, tmp_path):
 
 
 def test_tutornet_errors_are_sorted(service, tmp_path):
-    from worker.providers.tts.tutornet import TutorNetTTS
-    engine = TutorNetTTS(base_url=service.url, prompt_text="", prompt_wav="")
-    with pytest.raises(TTSUnavailable, match="cannot reach"):
-        TutorNetTTS(base_url=down_url(), prompt_wav="").synthesize("Hello.", None)
-    with pytest.raises(TTSUnavailable, match="500"):
+    from worker.providers.speech.tutornet import TutorNetSpeech
+    engine = TutorNetSpeech(base_url=service.url, prompt_text="", prompt_wav="")
+    with pytest.raises(SpeechUnavailable, match="cannot reach"):
+        TutorNetSpeech(base_url=down_url(), prompt_wav="").synthesize("Hello.", None)
+    with pytest.raises(SpeechUnavailable, match="500"):
         engine.synthesize("Please crash.", None)
-    with pytest.raises(TTSError, match="404"):
-        TutorNetTTS(base_url=service.url + "/nowhere", prompt_wav="").synthesize("Hello.", None)
-    with pytest.raises(TTSError, match="unknown voice"):
+    with pytest.raises(SpeechError, match="404"):
+        TutorNetSpeech(base_url=service.url + "/nowhere", prompt_wav="").synthesize("Hello.", None)
+    with pytest.raises(SpeechError, match="unknown voice"):
         engine.synthesize("Hello.", "clone")  # no prompt configured
-    missing = TutorNetTTS(base_url=service.url, prompt_text="x", prompt_wav=str(tmp_path / "gone.wav"))
-    with pytest.raises(TTSError, match="TTS_PROMPT_WAV"):
+    missing = TutorNetSpeech(base_url=service.url, prompt_text="x", prompt_wav=str(tmp_path / "gone.wav"))
+    with pytest.raises(SpeechError, match="TTS_PROMPT_WAV"):
         missing.synthesize("Hello.", None)
 
 
 # --- get_engine ----------------------------------------------------------------------------
 
 def test_get_engine_follows_tts_engine(monkeypatch, service):
-    import worker.providers.tts as tts
+    import worker.providers.speech as tts
     values = {"TTS_ENGINE": "tutornet", "TTS_BASE_URL": service.url}
-    monkeypatch.setattr(tts_base, "get_settings", lambda: SimpleNamespace(**values))
+    monkeypatch.setattr(speech_base, "get_settings", lambda: SimpleNamespace(**values))
     monkeypatch.setattr(tts, "_cache", {})
     engine = tts.get_engine()
     assert engine.name == "tutornet" and tts.get_engine() is engine
     values["TTS_ENGINE"] = "openai"
     assert tts.get_engine().name == "openai"
     values["TTS_ENGINE"] = "festival"
-    with pytest.raises(TTSError, match="unknown TTS_ENGINE"):
+    with pytest.raises(SpeechError, match="unknown TTS_ENGINE"):
         tts.get_engine()
     values.clear()  # nothing set: the default
     local = tts.get_engine()
@@ -409,7 +410,7 @@ def test_wav_round_trip_concat_and_duration():
         w.setnchannels(2), w.setsampwidth(1), w.setframerate(8000)
         w.writeframes(bytes([128, 128, 255, 255, 0, 0]))
     assert array("h", from_wav(buf.getvalue()).pcm).tolist() == [0, 127 << 8, -128 << 8]
-    with pytest.raises(TTSError):
+    with pytest.raises(SpeechError):
         from_wav(b"not a wav file at all")
 
 

@@ -95,7 +95,7 @@ def _announce(sender, **_):
 
 def _publish_voices() -> None:
     """Tell the API which voices this worker's engine has (it never runs an engine itself)."""
-    from worker.providers.tts import get_engine
+    from worker.providers.speech import get_engine
     engine = get_engine()
     voices = engine.voices()
     default = settings.TTS_VOICE or (voices[0]["id"] if voices else None)

@@ -8,8 +8,8 @@ from api.extensions.limiter import per_user
 from api.schemas.common import ERRORS
 from api.schemas.files import SearchBody, SearchResponse
 from api.security import authenticate
-from shared.knowledge import get_retriever
-from shared.knowledge.http_rag import RetrievalUnavailable
+from shared.retrieval import get_retriever
+from shared.retrieval.http import RetrievalUnavailable
 from shared.settings import get_settings
 
 bp = APIBlueprint("knowledge", __name__, url_prefix="/api/knowledge", abp_tags=[Tag(name="knowledge")],

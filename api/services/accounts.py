@@ -16,10 +16,10 @@ from api.services.identity import Caller
 from api.services.jobs import enqueue, envelope
 from api.services.passwords import check_policy, hash_password, verify_password
 from shared.database import db, utcnow, write_tx
-from shared.knowledge.builtin import index_changed
 from shared.models import AudioClip, Chunk, Job, Role, User
 from shared.payloads import MailPayload
 from shared.redis_client import get_redis
+from shared.retrieval.builtin import index_changed
 from shared.settings import get_settings
 from shared.storage import get_storage
 

@@ -28,10 +28,10 @@ from api.services.paging import page
 from api.services.sniff import CONTENT_TYPES, INDEXED, display_name, sniff
 from shared.database import db, write_tx
 from shared.jobs import dispatch, new_job
-from shared.knowledge.builtin import index_changed
 from shared.models import AudioClip, Chunk, File, FileScope, FileStatus, Job, Role, User
 from shared.models.job import ACTIVE_STATES
 from shared.payloads import FilePayload
+from shared.retrieval.builtin import index_changed
 from shared.settings import get_settings
 from shared.storage import get_storage
 

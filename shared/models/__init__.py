@@ -1,7 +1,7 @@
 """Database models shared by the API and the worker."""
 from shared.models.chat import Conversation, IdempotencyKey, Message, MessageStatus
+from shared.models.files import Chunk, File, FileScope, FileStatus
 from shared.models.job import Job, JobState
-from shared.models.knowledge import Chunk, File, FileScope, FileStatus
 from shared.models.speech import AudioClip
 from shared.models.user import Role, User, UserStatus
 

@@ -5,15 +5,16 @@ in our own database) or `http` (the original mentor system's RAG service).
 """
 from __future__ import annotations
 
-from shared.knowledge.base import Hit, Retriever
+from shared.retrieval.base import Hit, Retriever
 from shared.settings import get_settings
 
 __all__ = ["Hit", "Retriever", "get_retriever"]
 
 
 def get_retriever() -> Retriever:
+    """The retriever RETRIEVAL_PROVIDER names: `http` (the RAG service) or `builtin` (the default)."""
     if get_settings().RETRIEVAL_PROVIDER == "http":
-        from shared.knowledge.http_rag import HttpRetriever
+        from shared.retrieval.http import HttpRetriever
         return HttpRetriever()
-    from shared.knowledge.builtin import BuiltinRetriever
+    from shared.retrieval.builtin import BuiltinRetriever
     return BuiltinRetriever()

@@ -9,6 +9,7 @@ ScopeFilter = Literal["all", "personal", "public"]
 
 @dataclass
 class Hit:
+    """One search result: a chunk's text, the file and page it came from, and its score."""
     file_id: str
     file_name: str
     page: int | None
@@ -16,8 +17,12 @@ class Hit:
     score: float
 
     def as_dict(self) -> dict:
+        """The hit as a plain dict (for JSON)."""
         return asdict(self)
 
 
 class Retriever(Protocol):
-    def search(self, user_id: str, query: str, k: int, scope: ScopeFilter = "all") -> list[Hit]: ...
+    """Anything that searches a user's visible material."""
+    def search(self, user_id: str, query: str, k: int, scope: ScopeFilter = "all") -> list[Hit]:
+        """The k best hits for `query` among the chunks `user_id` may see, in `scope`."""
+        ...

@@ -17,10 +17,10 @@ import numpy as np
 from sqlalchemy import select, text
 
 from shared.database import db
-from shared.knowledge import embeddings
-from shared.knowledge.base import Hit, ScopeFilter
 from shared.models import Chunk, File
 from shared.redis_client import get_redis
+from shared.retrieval import embeddings
+from shared.retrieval.base import Hit, ScopeFilter
 
 RRF_K = 60
 CANDIDATES = 50
@@ -153,6 +153,7 @@ _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vector-search")
 
 
 def fuse(*rankings: list[int], k: int = RRF_K) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion of several rankings of chunk ids: (id, score), best first."""
     scores: dict[int, float] = {}
     for ranking in rankings:
         for rank, chunk_id in enumerate(ranking):
@@ -161,12 +162,14 @@ def fuse(*rankings: list[int], k: int = RRF_K) -> list[tuple[int, float]]:
 
 
 class BuiltinRetriever:
+    """Search in our own database: BM25, vectors, or both fused (`mode`)."""
     mode = "hybrid"  # or "bm25" / "vector", for the quality report
 
     def __init__(self, mode: str = "hybrid") -> None:
         self.mode = mode
 
     def rank(self, user_id: str, query: str, scope: ScopeFilter, n: int) -> list[tuple[int, float]]:
+        """Up to about n (chunk id, fused score) pairs, best first, visible to the user."""
         pending = None
         if self.mode in ("hybrid", "vector"):  # the vector product runs while SQLite ranks the text
             _index.refresh()
@@ -176,6 +179,7 @@ class BuiltinRetriever:
         return fuse(lexical, dense)
 
     def search(self, user_id: str, query: str, k: int, scope: ScopeFilter = "all") -> list[Hit]:
+        """The k best hits, with their files' names and pages."""
         ranked = self.rank(user_id, query, scope, max(CANDIDATES, k))[:k]
         if not ranked:
             return []

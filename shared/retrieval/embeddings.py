@@ -17,6 +17,7 @@ _lock = threading.Lock()
 
 
 def model():
+    """The static embedding model, loaded once per process (offline)."""
     global _model
     if _model is None:
         with _lock:
@@ -28,14 +29,17 @@ def model():
 
 
 def encode(texts: list[str]) -> np.ndarray:
+    """The L2-normalised float32 embeddings of the texts, one row each."""
     vectors = np.asarray(model().encode(texts), dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-9)
 
 
 def to_bytes(vector: np.ndarray) -> bytes:
+    """A vector as the float16 bytes the database stores."""
     return vector.astype(np.float16).tobytes()
 
 
 def from_bytes(blob: bytes) -> np.ndarray:
+    """A stored float16 vector as float32."""
     return np.frombuffer(blob, dtype=np.float16).astype(np.float32)

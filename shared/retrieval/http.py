@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import requests
 
-from shared.knowledge.base import Hit, ScopeFilter
+from shared.retrieval.base import Hit, ScopeFilter
 from shared.settings import get_settings
 
 
 class RetrievalUnavailable(Exception):
-    pass
+    """The RAG service is not configured, unreachable, or answered with an error."""
 
 
 def _base() -> str:
@@ -25,7 +25,9 @@ def _base() -> str:
 
 
 class HttpRetriever:
+    """Search through the RAG service's POST /retriever."""
     def search(self, user_id: str, query: str, k: int, scope: ScopeFilter = "all") -> list[Hit]:
+        """The k best hits the RAG service returns for the query."""
         body = {"question": query, "user_id": user_id, "personal_k": 0 if scope == "public" else k,
                 "public_k": 0 if scope == "personal" else k, "final_k": k}
         try:
@@ -39,6 +41,7 @@ class HttpRetriever:
 
 
 def upload(user_id: str, name: str, content: bytes, public: bool) -> None:
+    """Hand a file to the RAG service to index (as a public file when `public`)."""
     path = "/admin/upload" if public else "/user/upload"
     resp = requests.post(f"{_base()}{path}", data={"user_id": user_id}, files={"file": (name, content)},
                          timeout=get_settings().RETRIEVAL_TIMEOUT * 6)
@@ -46,6 +49,7 @@ def upload(user_id: str, name: str, content: bytes, public: bool) -> None:
 
 
 def delete(user_id: str, name: str, public: bool) -> None:
+    """Ask the RAG service to forget a file it indexed."""
     path = "/admin/delete" if public else "/user/delete"
     resp = requests.post(f"{_base()}{path}", data={"user_id": user_id, "file": name},
                          timeout=get_settings().RETRIEVAL_TIMEOUT)

@@ -14,10 +14,10 @@ from sqlalchemy import func, or_, select, update
 
 from shared.database import db, utcnow, write_tx
 from shared.jobs import CANCEL_ERROR, JobLimitExceeded, dispatch, new_job, stream
-from shared.knowledge import get_retriever
 from shared.models import Conversation, File, FileScope, FileStatus, Message, MessageStatus
 from shared.payloads import ChatPayload, SpeechPayload
 from shared.redis_client import get_redis
+from shared.retrieval import get_retriever
 from shared.settings import get_settings
 from shared.signing import job_binding, job_urls
 from worker.prompting import build_messages
@@ -34,8 +34,8 @@ def _save(message_id: str, content: str, status: str, **extra) -> None:
             content=content, status=status, updated_at=utcnow(), **extra))
 
 
-def _knowledge(user_id: str | None, question: str, wanted: bool | None) -> tuple[str | None, list[dict] | None]:
-    """The top chunks for the prompt and their citations, when knowledge is on.
+def _retrieve(user_id: str | None, question: str, wanted: bool | None) -> tuple[str | None, list[dict] | None]:
+    """The top chunks for the prompt and their citations, when retrieval is on (options.use_knowledge).
 
     On by default when the user can see ready files; a retrieval failure answers without it.
     """
@@ -102,7 +102,7 @@ def chat_reply(ctx: JobContext) -> dict:
     reply = db.session.get(Message, p.reply_message_id)
     if question is None or reply is None:
         raise JobFailed("conversation_gone", "the conversation was deleted")
-    context, citations = _knowledge(ctx.user_id, question.content, p.options.use_knowledge)
+    context, citations = _retrieve(ctx.user_id, question.content, p.options.use_knowledge)
     messages = build_messages(p.conversation_id, question, context)
     reply_id, created_at = reply.id, reply.created_at
     db.session.commit()  # end the read transaction before the long generation

@@ -14,9 +14,10 @@ from pathlib import Path
 from sqlalchemy import delete, insert, update
 
 from shared.database import db, write_tx
-from shared.knowledge import embeddings, http_rag
-from shared.knowledge.builtin import index_changed
 from shared.models import Chunk, File, FileScope, FileStatus
+from shared.retrieval import embeddings
+from shared.retrieval import http as retrieval_http
+from shared.retrieval.builtin import index_changed
 from shared.settings import get_settings
 from shared.storage import get_storage
 from worker.ingest.chunking import chunk_pages
@@ -91,7 +92,7 @@ def _forward(ctx: JobContext, file_id: str, owner: str, name: str, path: Path, s
     """RETRIEVAL_PROVIDER=http: the RAG service indexes the file itself."""
     import requests
     try:
-        http_rag.upload(owner, name, path.read_bytes(), public=scope == FileScope.public.value)
+        retrieval_http.upload(owner, name, path.read_bytes(), public=scope == FileScope.public.value)
     except requests.RequestException as exc:
         raise Transient(f"the RAG service did not take the file: {type(exc).__name__}", code="rag_unavailable") from exc
     _set_file(file_id, status=FileStatus.ready.value)

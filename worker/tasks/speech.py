@@ -20,8 +20,9 @@ from shared.payloads import SpeechPayload, TTSPayload
 from shared.redis_client import get_blocking_redis
 from shared.signing import audio_url, job_binding
 from shared.storage import get_storage
-from worker.providers.tts import TTSError, TTSUnavailable, get_engine
-from worker.providers.tts.audio import Audio, clean_for_speech, concat, duration, split_sentences, to_format
+from worker.providers.speech import SpeechError, SpeechUnavailable, get_engine
+from worker.providers.speech.audio import Audio, concat, duration, to_format
+from worker.providers.speech.text import clean_for_speech, split_sentences
 from worker.tasks.base import job_task
 from worker.tasks.context import JobContext, JobFailed, Transient
 
@@ -53,9 +54,9 @@ class _Speaker:
         self.ctx.check_cancelled()
         try:
             audio = self.engine.synthesize(text, self.voice)
-        except TTSUnavailable as exc:
+        except SpeechUnavailable as exc:
             raise Transient(str(exc), code="tts_unavailable") from exc
-        except TTSError as exc:
+        except SpeechError as exc:
             raise JobFailed("tts_error", str(exc)) from exc
         index = len(self.parts)
         self.parts.append(audio)

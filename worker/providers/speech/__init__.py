@@ -8,37 +8,37 @@
 | `tutornet` | the original mentor system's TTS gateway, POST /tts/response (tutornet.py) |
 
 Every engine speaks one sentence or a short text at a time and returns `Audio` (16-bit mono
-PCM and its rate); `audio.py` cleans text for speech, splits it into sentences, joins the
-pieces and encodes wav/ogg/mp3.
+PCM and its rate); `text.py` cleans text for speech and splits it into sentences, `audio.py`
+joins the pieces and encodes wav/ogg/mp3.
 """
 from __future__ import annotations
 
 import threading
 
-from worker.providers.tts.base import Audio, TTSEngine, TTSError, TTSUnavailable, setting
+from worker.providers.speech.base import Audio, SpeechEngine, SpeechError, SpeechUnavailable, setting
 
-__all__ = ["Audio", "TTSEngine", "TTSError", "TTSUnavailable", "ENGINES", "get_engine"]
+__all__ = ["Audio", "SpeechEngine", "SpeechError", "SpeechUnavailable", "ENGINES", "get_engine"]
 
 ENGINES = ("local", "espeak", "openai", "tutornet")
 
-_cache: dict[str, TTSEngine] = {}
+_cache: dict[str, SpeechEngine] = {}
 _lock = threading.Lock()
 
 
-def get_engine(name: str | None = None) -> TTSEngine:
+def get_engine(name: str | None = None) -> SpeechEngine:
     """The engine TTS_ENGINE names (or `name`), built once per process."""
     name = name or setting("TTS_ENGINE", "local")
     with _lock:
         if name not in _cache:
             if name == "local":
-                from worker.providers.tts.piper import PiperEngine as cls
+                from worker.providers.speech.piper import PiperEngine as cls
             elif name == "espeak":
-                from worker.providers.tts.espeak import EspeakEngine as cls
+                from worker.providers.speech.espeak import EspeakEngine as cls
             elif name == "openai":
-                from worker.providers.tts.openai import OpenAISpeech as cls
+                from worker.providers.speech.openai import OpenAISpeech as cls
             elif name == "tutornet":
-                from worker.providers.tts.tutornet import TutorNetTTS as cls
+                from worker.providers.speech.tutornet import TutorNetSpeech as cls
             else:
-                raise TTSError(f"unknown TTS_ENGINE {name!r}: one of {', '.join(ENGINES)}")
+                raise SpeechError(f"unknown TTS_ENGINE {name!r}: one of {', '.join(ENGINES)}")
             _cache[name] = cls()
         return _cache[name]

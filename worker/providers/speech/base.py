@@ -1,4 +1,4 @@
-"""The TTS engine interface, the audio it returns, and its two errors."""
+"""The speech engine interface, the audio it returns, and its two errors."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,19 +9,21 @@ from shared.settings import get_settings
 
 @dataclass
 class Audio:
+    """Speech as 16-bit signed little-endian mono PCM and its sample rate."""
     pcm: bytes  # 16-bit signed little-endian samples, mono
     sample_rate: int
 
 
-class TTSUnavailable(Exception):
+class SpeechUnavailable(Exception):
     """The engine could not be reached, answered 5xx or timed out: worth a retry."""
 
 
-class TTSError(Exception):
+class SpeechError(Exception):
     """The engine refused the text or voice, is not installed, or sent something unreadable: not worth a retry."""
 
 
-class TTSEngine(Protocol):
+class SpeechEngine(Protocol):
+    """What every speech engine offers: its voices, and speaking a text in one of them."""
     name: str
 
     def voices(self) -> list[dict]:
@@ -29,7 +31,7 @@ class TTSEngine(Protocol):
         ...
 
     def synthesize(self, text: str, voice: str | None) -> Audio:
-        """Speak one sentence or a short text (split longer ones with audio.split_sentences)."""
+        """Speak one sentence or a short text (split longer ones with text.split_sentences)."""
         ...
 
 
@@ -41,17 +43,17 @@ def setting(name: str, default: Any) -> Any:
 
 def post(url: str, *, timeout: tuple[float, float], what: str, **kwargs) -> bytes:
     """POST and return the whole body, sorting failures: unreachable, timeouts, 429 and 5xx
-    are TTSUnavailable; other 4xx are TTSError."""
+    are SpeechUnavailable; other 4xx are SpeechError."""
     import requests
 
     try:
         with requests.post(url, timeout=timeout, stream=True, **kwargs) as resp:
             if resp.status_code >= 500 or resp.status_code == 429:
-                raise TTSUnavailable(f"{what} answered {resp.status_code}")
+                raise SpeechUnavailable(f"{what} answered {resp.status_code}")
             if resp.status_code >= 400:
-                raise TTSError(f"{what} refused the request ({resp.status_code}): {resp.text[:300]}")
+                raise SpeechError(f"{what} refused the request ({resp.status_code}): {resp.text[:300]}")
             return b"".join(resp.iter_content(1 << 16))
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-        raise TTSUnavailable(f"cannot reach {what} (or it broke off): {type(exc).__name__}") from exc
+        raise SpeechUnavailable(f"cannot reach {what} (or it broke off): {type(exc).__name__}") from exc
     except requests.RequestException as exc:
-        raise TTSError(f"bad exchange with {what}: {type(exc).__name__}: {exc}") from exc
+        raise SpeechError(f"bad exchange with {what}: {type(exc).__name__}: {exc}") from exc

@@ -1,4 +1,4 @@
-"""Debian's espeak-ng as a subprocess (the `espeak` TTS engine): robotic, but tiny and instant.
+"""Debian's espeak-ng as a subprocess (the `espeak` speech engine): robotic, but tiny and instant.
 
 `espeak-ng --stdout -v VOICE` reads the text on stdin (never as an argument) and writes a WAV
 (22050 Hz, 16-bit mono) with a streamed header, which audio.from_wav reads. voices() offers
@@ -12,8 +12,8 @@ import shutil
 import subprocess
 import threading
 
-from worker.providers.tts.audio import from_wav
-from worker.providers.tts.base import Audio, TTSError, setting
+from worker.providers.speech.audio import from_wav
+from worker.providers.speech.base import Audio, SpeechError, setting
 
 DEFAULT_VOICE = "en-us"
 _VOICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+./-]{0,63}$")
@@ -27,6 +27,7 @@ def _bcp47(code: str) -> str:
 
 
 class EspeakEngine:
+    """espeak-ng run once per text, reading it on stdin and writing a WAV on stdout."""
     name = "espeak"
 
     def __init__(self, binary: str | None = None, speed: int | None = None, timeout: float | None = None):
@@ -39,17 +40,18 @@ class EspeakEngine:
 
     def _need_binary(self) -> str:
         if not self.binary:
-            raise TTSError("espeak-ng is not installed: run scripts/ensure-tts (or apt-get install espeak-ng)")
+            raise SpeechError("espeak-ng is not installed: run scripts/ensure-tts (or apt-get install espeak-ng)")
         return self.binary
 
     def voices(self) -> list[dict]:
+        """The English voices espeak-ng lists, `en-us` first (asked once, then cached)."""
         with self._lock:
             if self._voices is None:
                 try:
                     done = subprocess.run([self._need_binary(), "--voices=en"], capture_output=True,
                                           timeout=self.timeout)
                 except (OSError, subprocess.TimeoutExpired) as exc:
-                    raise TTSError(f"espeak-ng --voices failed: {exc}") from exc
+                    raise SpeechError(f"espeak-ng --voices failed: {exc}") from exc
                 found: dict[str, dict] = {}
                 # Pty Language Age/Gender VoiceName File Other-languages
                 for line in done.stdout.decode(errors="replace").splitlines()[1:]:
@@ -63,19 +65,20 @@ class EspeakEngine:
             return list(self._voices)
 
     def synthesize(self, text: str, voice: str | None = None) -> Audio:
+        """The text spoken by espeak-ng in `voice` (any voice name it knows)."""
         voice = voice or self.default_voice
         if not _VOICE_NAME.match(voice):
-            raise TTSError(f"not an espeak-ng voice name: {voice!r}")
+            raise SpeechError(f"not an espeak-ng voice name: {voice!r}")
         cmd = [self._need_binary(), "--stdout", "-b", "1", "-v", voice]
         if self.speed:
             cmd += ["-s", str(int(self.speed))]
         try:
             done = subprocess.run(cmd, input=text.encode("utf-8"), capture_output=True, timeout=self.timeout)
         except subprocess.TimeoutExpired as exc:
-            raise TTSError(f"espeak-ng took longer than {self.timeout:.0f} s") from exc
+            raise SpeechError(f"espeak-ng took longer than {self.timeout:.0f} s") from exc
         except OSError as exc:
-            raise TTSError(f"cannot run espeak-ng: {exc}") from exc
+            raise SpeechError(f"cannot run espeak-ng: {exc}") from exc
         if done.returncode != 0:
-            raise TTSError(f"espeak-ng failed (voice {voice!r}): "
+            raise SpeechError(f"espeak-ng failed (voice {voice!r}): "
                            f"{done.stderr.decode(errors='replace').strip()[:300]}")
         return from_wav(done.stdout)

@@ -1,4 +1,4 @@
-"""Piper (the `local` TTS engine), run as a separate process: the default, with no other service.
+"""Piper (the `local` speech engine), run as a separate process: the default, with no other service.
 
 piper-tts is GPL-3.0-or-later, so it is never imported here. scripts/ensure-tts installs it
 into its own virtualenv (<cache>/piper-venv, or PIPER_PYTHON) and fetches the voice
@@ -9,7 +9,7 @@ JSON header and raw 16-bit PCM out; see piper_driver.py).
 
 One synthesis at a time per process (a lock): the CPU is the limit, and onnxruntime uses
 TTS_THREADS threads for each. A driver that dies is started again and the text tried once
-more; one that hangs past TTS_READ_TIMEOUT is killed (TTSUnavailable). A forked child (Celery
+more; one that hangs past TTS_READ_TIMEOUT is killed (SpeechUnavailable). A forked child (Celery
 prefork) starts its own driver and leaves its parent's alone. The driver ends by itself when
 its stdin closes, that is when the worker process ends.
 """
@@ -18,16 +18,14 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import select
-import subprocess
-import tempfile
 import threading
 import time
 import weakref
 from pathlib import Path
 
 from worker.providers.model_files import cache_dir
-from worker.providers.tts.base import Audio, TTSError, TTSUnavailable, setting
+from worker.providers.speech.base import Audio, SpeechError, SpeechUnavailable, setting
+from worker.providers.speech.piper_process import DriverDied, DriverProcess, DriverTimeout
 
 DEFAULT_VOICE = "en_US-joe-medium"
 DRIVER = Path(__file__).with_name("piper_driver.py")
@@ -37,94 +35,17 @@ _engines: weakref.WeakSet[PiperEngine] = weakref.WeakSet()
 
 
 def default_python() -> Path:
+    """The piper venv's python that scripts/ensure-tts makes in the cache."""
     return cache_dir() / "piper-venv" / "bin" / "python"
 
 
 def default_voice_path() -> Path:
+    """The default voice's .onnx that scripts/ensure-tts unpacks in the cache."""
     return cache_dir() / "voices" / f"{DEFAULT_VOICE}.onnx"
 
 
-class _Died(Exception):
-    pass
-
-
-class _Timeout(Exception):
-    pass
-
-
-class _Driver:
-    """One running piper_driver.py and the reading end of its stdout."""
-
-    def __init__(self, cmd: list[str]):
-        self.stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
-                                     bufsize=0, cwd=tempfile.gettempdir())
-        self.fd = self.proc.stdout.fileno()
-        self.buf = bytearray()
-        self.ready: dict = {}
-
-    def _fill(self, deadline: float) -> None:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([self.fd], [], [], remaining)[0]:
-            raise _Timeout()
-        chunk = os.read(self.fd, 1 << 16)
-        if not chunk:
-            raise _Died(f"piper exited ({self.returncode()}): {self.stderr_tail()}")
-        self.buf += chunk
-
-    def read_header(self, deadline: float) -> dict:
-        while b"\n" not in self.buf:
-            self._fill(deadline)
-        line, _, rest = bytes(self.buf).partition(b"\n")
-        self.buf = bytearray(rest)
-        try:
-            header = json.loads(line)
-        except ValueError as exc:
-            raise _Died(f"unreadable line from piper: {line[:120]!r}") from exc
-        if not isinstance(header, dict):
-            raise _Died(f"unexpected line from piper: {line[:120]!r}")
-        return header
-
-    def read_bytes(self, n: int, deadline: float) -> bytes:
-        while len(self.buf) < n:
-            self._fill(deadline)
-        data = bytes(self.buf[:n])
-        del self.buf[:n]
-        return data
-
-    def send(self, line: bytes) -> None:
-        try:
-            self.proc.stdin.write(line)
-        except (BrokenPipeError, OSError) as exc:
-            raise _Died(f"piper is gone ({self.returncode()}): {self.stderr_tail()}") from exc
-
-    def returncode(self):
-        return self.proc.poll()
-
-    def stderr_tail(self) -> str:
-        try:
-            self.stderr.seek(0)
-            return self.stderr.read()[-800:].decode(errors="replace").strip()
-        except (OSError, ValueError):
-            return ""
-
-    def stop(self, kill: bool = False) -> None:
-        try:
-            self.proc.stdin.close()  # the driver ends at end of input
-        except OSError:
-            pass
-        if kill:
-            self.proc.kill()
-        try:
-            self.proc.wait(3)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(3)
-        self.proc.stdout.close()
-        self.stderr.close()
-
-
 class PiperEngine:
+    """One Piper voice, spoken by a piper_driver.py process this engine starts and restarts."""
     name = "local"
 
     def __init__(self, voice_path: str | os.PathLike | None = None, python: str | os.PathLike | None = None,
@@ -135,7 +56,7 @@ class PiperEngine:
         self.timeout = float(timeout or setting("TTS_READ_TIMEOUT", 60.0))
         self.voice_id = self.voice_path.name.removesuffix(".onnx")
         self.load_seconds: float | None = None  # of the running driver, as it reported
-        self._driver: _Driver | None = None
+        self._driver: DriverProcess | None = None
         self._lock = threading.Lock()
         self._sample_rate: int | None = None
         _engines.add(self)
@@ -144,6 +65,7 @@ class PiperEngine:
 
     def voices(self) -> list[dict]:
         # Piper voices are named LANG_REGION-NAME-QUALITY (en_US-joe-medium).
+        """The one voice loaded, named from its file (LANG_REGION-NAME-QUALITY)."""
         parts = self.voice_id.split("-")
         if len(parts) == 3:
             language = parts[0].replace("_", "-")
@@ -152,8 +74,9 @@ class PiperEngine:
         return [{"id": self.voice_id, "name": self.voice_id, "language": ""}]
 
     def synthesize(self, text: str, voice: str | None = None) -> Audio:
+        """The text spoken by the driver; a driver that died is restarted and tried once more."""
         if voice not in (None, "", self.voice_id):
-            raise TTSError(f"unknown voice {voice!r} for the local engine: {self.voice_id}")
+            raise SpeechError(f"unknown voice {voice!r} for the local engine: {self.voice_id}")
         if not text.strip():
             return Audio(pcm=b"", sample_rate=self.sample_rate)
         request = json.dumps({"text": text}).encode() + b"\n"
@@ -165,19 +88,19 @@ class PiperEngine:
                     driver.send(request)
                     header = driver.read_header(deadline)
                     pcm = driver.read_bytes(int(header["bytes"]), deadline) if header.get("ok") else b""
-                except _Died as exc:
+                except DriverDied as exc:
                     self._stop(kill=True)
                     if attempt == 2:
-                        raise TTSUnavailable(f"piper stopped twice while speaking: {exc}") from exc
+                        raise SpeechUnavailable(f"piper stopped twice while speaking: {exc}") from exc
                     continue  # start it again and try once more
-                except _Timeout as exc:
+                except DriverTimeout as exc:
                     self._stop(kill=True)
-                    raise TTSUnavailable(f"piper took longer than {self.timeout:.0f} s") from exc
+                    raise SpeechUnavailable(f"piper took longer than {self.timeout:.0f} s") from exc
                 except (KeyError, TypeError, ValueError) as exc:
                     self._stop(kill=True)
-                    raise TTSError(f"unexpected header from piper: {header!r}") from exc
+                    raise SpeechError(f"unexpected header from piper: {header!r}") from exc
                 if not header.get("ok"):
-                    raise TTSError(f"piper could not speak this text: {header.get('error')}")
+                    raise SpeechError(f"piper could not speak this text: {header.get('error')}")
                 return Audio(pcm=pcm, sample_rate=int(header["sample_rate"]))
         raise AssertionError("unreachable")
 
@@ -191,7 +114,7 @@ class PiperEngine:
                 config = json.loads(Path(f"{self.voice_path}.json").read_text(encoding="utf-8"))
                 self._sample_rate = int(config["audio"]["sample_rate"])
             except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise TTSError(f"cannot read the voice config {self.voice_path}.json: {exc}; "
+                raise SpeechError(f"cannot read the voice config {self.voice_path}.json: {exc}; "
                                "run scripts/ensure-tts or set TTS_VOICE_PATH") from exc
         return self._sample_rate
 
@@ -203,33 +126,34 @@ class PiperEngine:
             return self.load_seconds or 0.0
 
     def close(self) -> None:
+        """Stop the driver (it is started again on the next text)."""
         with self._lock:
             self._stop()
 
-    def _ensure(self) -> _Driver:
+    def _ensure(self) -> DriverProcess:
         if self._driver is not None and self._driver.returncode() is None:
             return self._driver
         if self._driver is not None:
             self._stop()
         if not os.access(self.python, os.X_OK):
-            raise TTSError(f"no piper python at {self.python}: run scripts/ensure-tts or set PIPER_PYTHON")
+            raise SpeechError(f"no piper python at {self.python}: run scripts/ensure-tts or set PIPER_PYTHON")
         if not self.voice_path.is_file() or not Path(f"{self.voice_path}.json").is_file():
-            raise TTSError(f"no piper voice at {self.voice_path} (and .json): run scripts/ensure-tts "
+            raise SpeechError(f"no piper voice at {self.voice_path} (and .json): run scripts/ensure-tts "
                            "or set TTS_VOICE_PATH")
         # -I: isolated, so neither our package folder nor PYTHON* variables reach piper.
-        driver = _Driver([str(self.python), "-I", str(DRIVER), "--model", str(self.voice_path),
+        driver = DriverProcess([str(self.python), "-I", str(DRIVER), "--model", str(self.voice_path),
                           "--threads", str(self.threads)])
         try:
             ready = driver.read_header(time.monotonic() + LOAD_TIMEOUT)
-        except (_Died, _Timeout) as exc:
+        except (DriverDied, DriverTimeout) as exc:
             tail = driver.stderr_tail()
             driver.stop(kill=True)
-            if isinstance(exc, _Timeout):
-                raise TTSUnavailable(f"piper did not load the voice within {LOAD_TIMEOUT:.0f} s") from exc
-            raise TTSError(f"piper failed to start: {tail or exc}") from exc
+            if isinstance(exc, DriverTimeout):
+                raise SpeechUnavailable(f"piper did not load the voice within {LOAD_TIMEOUT:.0f} s") from exc
+            raise SpeechError(f"piper failed to start: {tail or exc}") from exc
         if not ready.get("ready"):
             driver.stop(kill=True)
-            raise TTSError(f"piper could not load {self.voice_path}: {ready.get('error')}")
+            raise SpeechError(f"piper could not load {self.voice_path}: {ready.get('error')}")
         self._sample_rate = int(ready["sample_rate"])
         self.load_seconds = ready.get("load_seconds")
         self._driver = driver

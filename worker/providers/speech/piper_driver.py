@@ -2,7 +2,7 @@
 """A small program that keeps one Piper voice loaded and speaks many texts: run by the piper venv.
 
 NOT a module of the app. It imports piper (piper-tts, GPL-3.0-or-later), so it runs only
-as a separate process, started by worker/providers/tts/piper.py with the python of the
+as a separate process, started by worker/providers/speech/piper.py with the python of the
 piper virtualenv that scripts/ensure-tts made:
 
     <piper-venv>/bin/python -I piper_driver.py --model VOICE.onnx [--threads N]
@@ -25,6 +25,7 @@ import time
 
 
 def main() -> int:
+    """Load the voice, say ready, then answer one header and its PCM per JSON line on stdin."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="the voice's .onnx file (its .onnx.json beside it)")
     parser.add_argument("--config", help="the voice's .onnx.json (default: MODEL.json)")
