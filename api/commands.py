@@ -34,4 +34,5 @@ def create_admin(email: str, password: str) -> None:
 
 
 def init_app(app: Flask) -> None:
+    """Register the create-admin command on the app's CLI."""
     app.cli.add_command(create_admin)

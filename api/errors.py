@@ -25,6 +25,7 @@ JSON_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 class APIError(Exception):
+    """What a service raises: answered with `status`, the error shape (code, message, details) and `headers`."""
     def __init__(self, status: int, code: str, message: str, details: Any = None,
                  headers: dict[str, str] | None = None):
         super().__init__(message)
@@ -36,6 +37,7 @@ class APIError(Exception):
 
 
 def error_response(status: int, code: str, message: str, details: Any = None, headers=None):
+    """Return a JSON response in the error shape, with the given status and headers."""
     resp = jsonify({"error": {"code": code, "message": message, "details": details}})
     resp.status_code = status
     for k, v in (headers or {}).items():
@@ -81,6 +83,7 @@ def check_json_body():
 
 
 def register_error_handlers(app: Flask) -> None:
+    """Install the JSON-body check and the handlers answering every error in the error shape (Redis, DB down: 503)."""
     app.before_request(check_json_body)
 
     @app.errorhandler(APIError)

@@ -40,6 +40,7 @@ class JSONErrorGeventWorker(GeventWorker):
     """gunicorn's gevent worker; its own 4xx and 5xx answers use the API's JSON error shape."""
 
     def init_process(self):
+        """Make gunicorn.util.write_error the JSON writer in this worker process, then start as gevent does."""
         # Worker.handle_error writes through gunicorn.util.write_error: in this (forked) worker
         # process, that is the JSON writer. The master writes no HTTP answers.
         util.write_error = write_json_error

@@ -16,10 +16,12 @@ bp = APIBlueprint("health", __name__, url_prefix="/api/health", abp_tags=[Tag(na
 
 
 class Health(BaseModel):
+    """Response of GET /api/health: status "ok"."""
     status: str
 
 
 class Ready(BaseModel):
+    """Response of GET /api/health/ready: status "ready" and each check (database, redis, queue:<name>) as "ok"."""
     status: str
     checks: dict[str, str]
 

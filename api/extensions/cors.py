@@ -8,6 +8,7 @@ from shared.settings import get_settings
 
 
 def init_app(app: Flask) -> None:
+    """Allow CORS on /api/* from CORS_ORIGINS only, with the request and response headers the API uses."""
     CORS(app, resources={r"/api/*": {"origins": get_settings().cors_origins}},
          allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID", "X-Request-ID"],
          expose_headers=["X-Request-ID", "Retry-After", "Location"], max_age=600,

@@ -9,10 +9,12 @@ from pydantic import BaseModel
 
 
 class APIJSONProvider(DefaultJSONProvider):
+    """Flask's JSON provider, keys unsorted; datetimes as ISO 8601 UTC (milliseconds, Z), pydantic models dumped."""
     sort_keys = False
 
     @staticmethod
     def default(o):
+        """Serialise a datetime, date or pydantic model; anything else as Flask's default does (or TypeError)."""
         if isinstance(o, datetime):
             return o.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
         if isinstance(o, date):
@@ -23,5 +25,6 @@ class APIJSONProvider(DefaultJSONProvider):
 
 
 def init_app(app: Flask) -> None:
+    """Make APIJSONProvider the app's JSON provider."""
     app.json_provider_class = APIJSONProvider
     app.json = APIJSONProvider(app)

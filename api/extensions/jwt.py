@@ -37,10 +37,12 @@ MESSAGES = {
 
 
 def revoked_key(jti: str) -> str:
+    """Return the Redis key that blocklists one token by its jti."""
     return f"jwt:revoked:{jti}"
 
 
 def session_key(sid: str) -> str:
+    """Return the Redis key that marks a sign-in session revoked."""
     return f"jwt:session:{sid}"
 
 
@@ -55,10 +57,12 @@ def revoke_session(sid: str) -> None:
 
 
 def session_revoked(sid: str) -> bool:
+    """Whether a sign-in session has been revoked (one Redis EXISTS)."""
     return bool(get_redis().exists(session_key(sid)))
 
 
 def init_app(app: Flask) -> None:
+    """Configure flask-jwt-extended (HS256, Bearer header only, lifetimes from settings) on the app."""
     s = get_settings()
     app.config.update(
         JWT_SECRET_KEY=s.JWT_SECRET_KEY,

@@ -12,6 +12,7 @@ _SAFE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 def init_app(app: Flask) -> None:
+    """Give each request an id (a safe client X-Request-ID, else a new uuid) for the logs, echoed on the response."""
     @app.before_request
     def _assign():
         incoming = request.headers.get("X-Request-ID", "")

@@ -31,34 +31,41 @@ Email = Annotated[str, Field(max_length=320, json_schema_extra={"format": "email
 
 
 class EmailBody(Strict):
+    """A request body naming an account by email, normalised by normalise_email."""
     email: Email
 
 
 class SendCodeBody(EmailBody):
+    """Request of POST /api/auth/send-code: the address and what the code is for."""
     purpose: Purpose
 
 
 class SendCodeResponse(JobEnvelope):
+    """Response of POST /api/auth/send-code (202): the mail job, and how long the code stays valid."""
     message: str
     expires_in: int
 
 
 class RegisterBody(EmailBody):
+    """Request of POST /api/auth/register: email, password, the mailed code, an optional username."""
     password: str = PasswordStr
     code: str = CodeStr
     username: str | None = Field(None, min_length=3, max_length=40, pattern=USERNAME_PATTERN)
 
 
 class LoginBody(EmailBody):
+    """Request of POST /api/auth/login: email and password."""
     password: str = PasswordStr
 
 
 class ResetPasswordBody(EmailBody):
+    """Request of POST /api/auth/reset-password: email, the mailed code and the new password."""
     code: str = CodeStr
     new_password: str = PasswordStr
 
 
 class TokenResponse(BaseModel):
+    """Response of login, refresh and password change: a Bearer access and refresh token pair."""
     access_token: str
     refresh_token: str
     token_type: Literal["Bearer"] = "Bearer"

@@ -11,11 +11,13 @@ from shared.settings import get_settings
 
 
 class SendOptions(Strict):
+    """Options of POST /api/chat/send: speak the reply, and whether to draw on the user's files."""
     tts: bool = False
     use_knowledge: bool | None = Field(None, description="default: on when the user can see ready files")
 
 
 class SendBody(Strict):
+    """Request of POST /api/chat/send: the message (not blank, at most CHAT_MAX_MESSAGE_CHARS) and its conversation."""
     message: str = Field(min_length=1, max_length=100_000)
     conversation_id: str | None = Field(None, max_length=64)
     options: SendOptions = Field(default_factory=SendOptions)
@@ -32,12 +34,14 @@ class SendBody(Strict):
 
 
 class SendResponse(JobEnvelope):
+    """Response of POST /api/chat/send (202): the reply's job, the conversation and both message ids."""
     conversation_id: str
     message_id: str = Field(description="the stored user message")
     reply_message_id: str = Field(description="the assistant reply being generated")
 
 
 class MessageOut(BaseModel):
+    """One message of a conversation as GET /api/chat/history answers it."""
     id: str
     role: str
     content: str
@@ -50,12 +54,14 @@ class MessageOut(BaseModel):
 
 
 class HistoryQuery(Strict):
+    """Query of GET /api/chat/history: the conversation, a page size and the message to page back from."""
     conversation_id: str = Field(max_length=64)
     limit: int = Field(50, ge=1, le=200)
     before: str | None = Field(None, max_length=64, description="a message id: older messages than it")
 
 
 class HistoryPage(BaseModel):
+    """Response of GET /api/chat/history: one page of messages, and the cursor to the older ones."""
     conversation_id: str
     items: list[MessageOut]
     has_more: bool
@@ -63,6 +69,7 @@ class HistoryPage(BaseModel):
 
 
 class ConversationOut(BaseModel):
+    """One conversation as the conversation list and rename answer it."""
     id: str
     title: str
     created_at: datetime
@@ -70,6 +77,7 @@ class ConversationOut(BaseModel):
 
 
 class ConversationPage(BaseModel):
+    """Response of GET /api/chat/conversations: one page of the user's conversations."""
     items: list[ConversationOut]
     total: int
     limit: int
@@ -77,8 +85,10 @@ class ConversationPage(BaseModel):
 
 
 class ConversationPath(BaseModel):
+    """Path of /api/chat/conversations/<conversation_id>."""
     conversation_id: PathId
 
 
 class ConversationPatch(Strict):
+    """Request of PATCH /api/chat/conversations/<conversation_id>: the new title."""
     title: str = Field(min_length=1, max_length=200)

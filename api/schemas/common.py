@@ -33,16 +33,19 @@ class Strict(BaseModel):
 
 
 class ErrorDetail(BaseModel):
+    """The body of the error shape: a machine code, a message, and details when there are any."""
     code: str
     message: str
     details: Any = None
 
 
 class ErrorResponse(BaseModel):
+    """The error shape every 4xx and 5xx answers: `{"error": {"code", "message", "details"}}`."""
     error: ErrorDetail
 
 
 class MessageResponse(BaseModel):
+    """A response that only says what was done, in `message`."""
     message: str
 
 
@@ -54,6 +57,7 @@ class JobEnvelope(BaseModel):
 
 
 class JobOut(BaseModel):
+    """A job's record as /api/jobs answers it, with its signed status and events URLs."""
     id: str
     kind: str
     state: str
@@ -71,6 +75,7 @@ class JobOut(BaseModel):
 
 
 class PageQuery(Strict):
+    """Query of a paged list: limit (1-100) and offset."""
     limit: int = Field(20, ge=1, le=100)
     offset: int = Field(0, ge=0, le=1_000_000)
 

@@ -14,11 +14,13 @@ Status = Literal["processing", "ready", "stored", "failed"]
 
 
 class UploadForm(BaseModel):
+    """Request of POST /api/upload/file (multipart): the file and its scope."""
     file: FileStorage
     scope: Scope = "personal"
 
 
 class FileOut(BaseModel):
+    """An uploaded file's record as /api/files answers it."""
     id: str
     name: str
     size: int
@@ -36,6 +38,7 @@ class FileOut(BaseModel):
 
 
 class UploadResponse(BaseModel):
+    """Response of POST /api/upload/file: the file, whether it was a duplicate, and its indexing job."""
     file: FileOut
     duplicate: bool = Field(description="true when this user had already uploaded the same content")
     job_id: str
@@ -44,6 +47,7 @@ class UploadResponse(BaseModel):
 
 
 class FileQuery(Strict):
+    """Query of GET /api/files: paging, and filters on status and scope."""
     limit: int = Field(20, ge=1, le=100)
     offset: int = Field(0, ge=0, le=1_000_000)
     status: Status | None = None
@@ -51,6 +55,7 @@ class FileQuery(Strict):
 
 
 class FilePage(BaseModel):
+    """Response of GET /api/files: one page of the files the user can see."""
     items: list[FileOut]
     total: int
     limit: int
@@ -58,16 +63,19 @@ class FilePage(BaseModel):
 
 
 class FilePath(BaseModel):
+    """Path of /api/files/<file_id>."""
     file_id: PathId
 
 
 class SearchBody(Strict):
+    """Request of POST /api/knowledge/search: the query, how many hits, and which files to search."""
     query: str = Field(min_length=1, max_length=1000)
     k: int = Field(5, ge=1, le=50)
     scope: Literal["all", "personal", "public"] = "all"
 
 
 class Hit(BaseModel):
+    """One passage found by a knowledge search: its file, page, text and score."""
     file_id: str
     file_name: str
     page: int | None = None
@@ -76,4 +84,5 @@ class Hit(BaseModel):
 
 
 class SearchResponse(BaseModel):
+    """Response of POST /api/knowledge/search: the hits, best first."""
     hits: list[Hit]

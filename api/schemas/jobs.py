@@ -27,10 +27,12 @@ SSE_EVENT = {
 
 
 class JobPath(BaseModel):
+    """Path of /api/jobs/<job_id>."""
     job_id: PathId
 
 
 class JobListQuery(Strict):
+    """Query of GET /api/jobs: paging, and filters on kind and state."""
     limit: int = Field(20, ge=1, le=100)
     offset: int = Field(0, ge=0, le=1_000_000)
     kind: str | None = Field(None, max_length=32)
@@ -38,6 +40,7 @@ class JobListQuery(Strict):
 
 
 class JobPage(BaseModel):
+    """Response of GET /api/jobs: one page of the user's jobs."""
     items: list[JobOut]
     total: int
     limit: int

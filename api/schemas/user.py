@@ -12,6 +12,7 @@ USERNAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 
 
 class UserOut(BaseModel):
+    """An account as /api/user and /api/admin answer it (never its password hash)."""
     id: str
     email: str
     username: str | None = None
@@ -33,19 +34,23 @@ class ProfileUpdate(Strict):
 
 
 class ChangePasswordBody(Strict):
+    """Request of POST /api/user/password: the current password and the new one."""
     current_password: str = Field(min_length=1, max_length=128)
     new_password: str = Field(min_length=1, max_length=128)
 
 
 class DeleteAccountBody(Strict):
+    """Request of DELETE /api/user/account: the code mailed for purpose delete_account."""
     code: str = Field(pattern=r"^[0-9]{6}$")
 
 
 class UserPath(BaseModel):
+    """Path of /api/admin/users/<user_id>."""
     user_id: PathId
 
 
 class AdminUserQuery(Strict):
+    """Query of GET /api/admin/users: paging, filters on role and status, and a search on email or username."""
     limit: int = Field(20, ge=1, le=100)
     offset: int = Field(0, ge=0, le=1_000_000)
     role: Literal["student", "tutor", "admin"] | None = None
@@ -54,11 +59,13 @@ class AdminUserQuery(Strict):
 
 
 class AdminUserPatch(Strict):
+    """Request of PATCH /api/admin/users/<user_id>: a new role, status, or both."""
     role: Literal["student", "tutor", "admin"] | None = None
     status: Literal["active", "disabled"] | None = None
 
 
 class UserPage(BaseModel):
+    """Response of GET /api/admin/users: one page of accounts."""
     items: list[UserOut]
     total: int
     limit: int

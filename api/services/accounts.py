@@ -32,6 +32,7 @@ CODE_TEMPLATES = {
 
 
 def find_by_email(email: str) -> User | None:
+    """Return the account with this (normalised) email, or None."""
     return db.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
 
 
@@ -96,6 +97,7 @@ def issue_tokens(user: User | Caller, session: str | None = None) -> dict:
 
 
 def login(email: str, password: str) -> dict:
+    """Check email and password (throttled per address and IP: 429) and issue tokens; 401 if wrong, 403 if disabled."""
     ip = request.remote_addr or "-"
     login_throttle.sign_in.check(email, ip)
     user = find_by_email(email)
@@ -140,6 +142,7 @@ def _set_password(user: User, password: str) -> None:
 
 
 def reset_password(email: str, code: str, new_password: str) -> None:
+    """Set a new password with the code mailed for reset_password; every existing token of the user stops working."""
     check_policy(new_password, email)
     codes.consume(email, "reset_password", code)
     user = find_by_email(email)
@@ -149,6 +152,7 @@ def reset_password(email: str, code: str, new_password: str) -> None:
 
 
 def change_password(user: User, current: str, new: str) -> dict:
+    """Check the current password (throttled), set the new one, and return a fresh token pair (old tokens end)."""
     ip = request.remote_addr or "-"
     login_throttle.password_check.check(user.id, ip)
     if not verify_password(user.password_hash, current):
@@ -177,6 +181,7 @@ def delete_account(user: User, code: str) -> None:
 
 
 def update_profile(user: User, fields: dict) -> User:
+    """Write the given profile fields of the account; 409 username_taken if another account has the username."""
     if fields.get("username") and _username_taken(fields["username"], except_id=user.id):
         raise _username_conflict()
     try:

@@ -11,6 +11,7 @@ from shared.models import User, UserStatus
 
 
 def list_users(limit: int, offset: int, role: str | None, status: str | None, q: str | None):
+    """Return a page of accounts, newest first, filtered by role, status and email/username substring; and the total."""
     stmt = select(User)
     if role:
         stmt = stmt.where(User.role == role)
@@ -25,6 +26,7 @@ def list_users(limit: int, offset: int, role: str | None, status: str | None, q:
 
 
 def update_user(actor: Caller, user_id: str, changes: dict) -> User:
+    """Change another user's role or status (disabling ends their tokens); 404 if unknown, 400 if it is the caller."""
     user = db.session.get(User, user_id) if len(user_id) <= 64 else None
     if user is None:
         raise APIError(404, "not_found", "no such user")

@@ -37,6 +37,7 @@ from shared.storage import get_storage
 
 
 def file_out(f: File) -> dict:
+    """Return a file's record as FileOut (without its download URL)."""
     return {"id": f.id, "name": f.name, "size": f.size, "content_type": f.content_type, "sha256": f.sha256,
             "scope": f.scope, "status": f.status, "error": f.error, "page_count": f.page_count,
             "chunk_count": f.chunk_count, "job_id": f.job_id, "created_at": f.created_at, "owner_id": f.user_id}
@@ -47,6 +48,7 @@ def _visible(user: Caller):
 
 
 def get_visible(user: Caller, file_id: str) -> File:
+    """Return a file the caller owns or that is public; 404 otherwise."""
     f = db.session.get(File, file_id) if len(file_id) <= 64 else None
     if f is None or not (f.user_id == user.id or f.scope == FileScope.public.value):
         raise APIError(404, "not_found", "no such file")
@@ -182,6 +184,7 @@ def _envelope(f: File) -> dict:
 
 
 def list_files(user: Caller, limit: int, offset: int, status: str | None, scope: str | None) -> dict:
+    """Return a page of the files the caller can see (own and public), newest first, filtered by status and scope."""
     stmt = select(File).where(_visible(user))
     if status:
         stmt = stmt.where(File.status == status)

@@ -16,6 +16,7 @@ COMMON = {"password123", "1234567890", "qwertyuiop", "password1234", "iloveyou12
 
 
 def check_policy(password: str, email: str = "") -> None:
+    """Raise 400 weak_password naming every rule the password breaks (length, common, contains the email)."""
     problems = []
     if len(password) < MIN_LENGTH:
         problems.append(f"at least {MIN_LENGTH} characters")
@@ -32,10 +33,12 @@ def check_policy(password: str, email: str = "") -> None:
 
 
 def hash_password(password: str) -> str:
+    """Return the password's argon2id hash."""
     return _hasher.hash(password)
 
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
+    """Whether the password matches the hash; with no hash (no account) a dummy is checked, so both cost the same."""
     try:
         return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
     except (VerificationError, InvalidHashError):

@@ -19,6 +19,7 @@ from shared.speech import read_voices
 
 
 def voices() -> dict:
+    """Return the voices the tts workers published; 503 speech_unavailable when no worker has."""
     published = read_voices(get_redis())
     if published is None:
         raise APIError(503, "speech_unavailable", "no speech worker is running; retry shortly", None,
@@ -27,6 +28,7 @@ def voices() -> dict:
 
 
 def request_speech(user: Caller, text: str, voice: str | None, fmt: str | None) -> dict:
+    """Check the text, voice, rate limit and quota, then queue a tts job; return its envelope."""
     s = get_settings()
     if not text.strip():
         raise APIError(400, "empty_text", "there is no text to speak")
@@ -45,6 +47,7 @@ def request_speech(user: Caller, text: str, voice: str | None, fmt: str | None) 
 
 
 def get_clip(user: Caller, audio_id: str) -> AudioClip:
+    """Return the caller's audio clip; 404 if it does not exist or is another user's."""
     clip = db.session.get(AudioClip, audio_id) if len(audio_id) <= 64 else None
     if clip is None or clip.user_id != user.id:
         raise APIError(404, "not_found", "no such audio")

@@ -35,6 +35,7 @@ Entry = tuple[str, str, dict]
 
 
 def format_event(entry_id: str | None, event: str, data: dict) -> str:
+    """Return one SSE frame: an id line when there is one, the event, and the data as compact JSON."""
     head = f"id: {entry_id}\n" if entry_id else ""
     return f"{head}event: {event}\ndata: {json.dumps(data, default=str, separators=(',', ':'))}\n\n"
 
@@ -65,6 +66,7 @@ class StreamHub:
         self._thread: threading.Thread | None = None
 
     def follow(self, job_id: str, after: str) -> queue.Queue:
+        """Start following a job's stream after entry `after`; the returned queue gets its batches or an error."""
         key = job_stream.stream_key(job_id)
         q: queue.Queue = queue.Queue()  # (start position of the read, entries) or an exception
         with self._lock:
@@ -85,6 +87,7 @@ class StreamHub:
         return q
 
     def unfollow(self, job_id: str, q: queue.Queue) -> None:
+        """Stop handing a job's entries to this queue; the hub stops reading a stream nobody follows."""
         key = job_stream.stream_key(job_id)
         with self._lock:
             followers = self._followers.get(key)
