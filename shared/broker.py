@@ -57,6 +57,7 @@ MAX_SCAN = 20_000
 
 
 def queue_keys(queue: str) -> list[str]:
+    """Return the Redis lists that hold a queue's messages, one per priority step."""
     return [queue if p == 0 else f"{queue}{SEP}{p}" for p in PRIORITY_STEPS]
 
 

@@ -15,6 +15,7 @@ QUEUES = ("default", "mail", "files", "llm", "tts")
 
 
 def route_for(task_name: str) -> str:
+    """Return the queue of a task name: its prefix when that is a queue, else "default"."""
     area = task_name.split(".", 1)[0]
     return area if area in QUEUES else "default"
 

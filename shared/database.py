@@ -33,6 +33,7 @@ NAMING = {
 
 
 class Base(DeclarativeBase):
+    """The declarative base of every model; constraint and index names follow NAMING."""
     metadata = MetaData(naming_convention=NAMING)
 
 
@@ -53,6 +54,7 @@ migrate = Migrate(compare_type=True, render_as_batch=True, include_object=includ
 
 
 def utcnow() -> datetime:
+    """Return the current UTC time as a naive datetime, as the database stores it."""
     return datetime.now(UTC).replace(tzinfo=None)
 
 

@@ -17,13 +17,16 @@ job_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("job_id", defau
 
 
 class ContextFilter(logging.Filter):
+    """A logging filter that stamps each record with the current request id and job id."""
     def filter(self, record: logging.LogRecord) -> bool:
+        """Set record.request_id and record.job_id from the context; never drops a record."""
         record.request_id = request_id_var.get()
         record.job_id = job_id_var.get()
         return True
 
 
 def configure_logging(service: str) -> None:
+    """Send the root logger to stderr at LOG_LEVEL, as JSON lines (tagged with `service`) or text."""
     s = get_settings()
     use_json = s.LOG_JSON if s.LOG_JSON is not None else s.is_production
     handler = logging.StreamHandler(sys.stderr)

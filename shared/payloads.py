@@ -17,17 +17,20 @@ class Payload(BaseModel):
 
 
 class MailPayload(Payload):
+    """Input of a mail job: the recipient, the template and the values it is filled with."""
     to: str = Field(max_length=254)
     template: str = Field(max_length=64)
     context: dict[str, Any] = Field(default_factory=dict)  # the code is dropped once the mail is built
 
 
 class ChatOptions(Payload):
+    """The options of a chat send: speak the reply, and whether to draw on the user's files."""
     tts: bool = False
     use_knowledge: bool | None = None  # None: on when the user can see ready files
 
 
 class ChatPayload(Payload):
+    """Input of a chat job: the conversation, the user's message and the reply to write."""
     conversation_id: str
     user_message_id: str
     reply_message_id: str
@@ -35,11 +38,13 @@ class ChatPayload(Payload):
 
 
 class FilePayload(Payload):
+    """Input of a file job: the file to index and its sniffed type."""
     file_id: str
     kind: str  # the sniffed type (a key of api.services.sniff.CONTENT_TYPES)
 
 
 class TTSPayload(Payload):
+    """Input of a tts job: the text, the voice (None: the engine's default) and the audio format."""
     text: str
     voice: str | None = None
     format: Literal["wav", "ogg", "mp3"] = "wav"

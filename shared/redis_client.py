@@ -44,10 +44,12 @@ def _get(blocking: bool) -> redis.Redis:
 
 
 def get_redis() -> redis.Redis:
+    """Return this process's Redis client for ordinary commands (short socket timeout)."""
     return _get(False)
 
 
 def get_blocking_redis() -> redis.Redis:
+    """Return this process's Redis client for XREAD BLOCK (socket timeout past the SSE keep-alive)."""
     return _get(True)
 
 

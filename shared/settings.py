@@ -21,6 +21,7 @@ class InsecureConfiguration(RuntimeError):
 
 
 class Settings(BaseSettings):
+    """The configuration, read from the environment and .env; production refuses missing or weak secrets."""
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     APP_ENV: Literal["development", "production", "testing"] = "development"
@@ -158,14 +159,17 @@ class Settings(BaseSettings):
 
     @property
     def is_production(self) -> bool:
+        """Whether APP_ENV is production."""
         return self.APP_ENV == "production"
 
     @property
     def upload_types(self) -> set[str]:
+        """Return UPLOAD_TYPES as a set of lower-case names."""
         return {t.strip().lower() for t in self.UPLOAD_TYPES.split(",") if t.strip()}
 
     @property
     def cors_origins(self) -> list[str]:
+        """Return CORS_ORIGINS as a list of origins."""
         return [o.strip() for o in self.CORS_ORIGINS.split(",") if o.strip()]
 
     @field_validator("CHAT_RATE_LIMIT", "TTS_RATE_LIMIT", "UPLOAD_RATE_LIMIT", "SEARCH_RATE_LIMIT",
@@ -208,4 +212,5 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    """Return the process's settings, read once (raises InsecureConfiguration in unsafe production)."""
     return Settings()

@@ -35,6 +35,7 @@ ANONYMOUS = Binding(None)
 
 
 class InvalidSignature(Exception):
+    """Raised by verify: the signature is expired, forged or for another resource; `code` names which."""
     def __init__(self, code: str, message: str):
         super().__init__(message)
         self.code = code

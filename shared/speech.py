@@ -14,9 +14,11 @@ FORMATS = {"wav": "audio/wav", "ogg": "audio/ogg", "mp3": "audio/mpeg"}
 
 
 def publish_voices(r: redis.Redis, engine: str, voices: list[dict], default: str | None) -> None:
+    """Write the engine's voices and default voice to Redis for the API, kept 60 seconds."""
     r.set(VOICES_KEY, json.dumps({"engine": engine, "voices": voices, "default": default}), ex=60)
 
 
 def read_voices(r: redis.Redis) -> dict | None:
+    """Return the voices a tts worker last published ({engine, voices, default}), or None if none has."""
     raw = r.get(VOICES_KEY)
     return json.loads(raw) if raw else None

@@ -20,15 +20,29 @@ _KEY = re.compile(r"^[a-z0-9]+(/[A-Za-z0-9_.-]+)+$")
 
 
 class Storage(Protocol):
-    def put(self, key: str, src: BinaryIO) -> None: ...
-    def open(self, key: str) -> BinaryIO: ...
-    def size(self, key: str) -> int: ...
-    def exists(self, key: str) -> bool: ...
-    def delete(self, key: str) -> None: ...
-    def local_path(self, key: str) -> Path | None: ...
+    """What a blob store offers; keys are made by the code, never from a user's file name."""
+
+    def put(self, key: str, src: BinaryIO) -> None:
+        """Store the stream's bytes under `key`, replacing any blob there."""
+
+    def open(self, key: str) -> BinaryIO:
+        """Open the blob for reading (FileNotFoundError if there is none)."""
+
+    def size(self, key: str) -> int:
+        """Return the blob's size in bytes."""
+
+    def exists(self, key: str) -> bool:
+        """Whether a blob is stored under `key`."""
+
+    def delete(self, key: str) -> None:
+        """Remove the blob; no error if there is none."""
+
+    def local_path(self, key: str) -> Path | None:
+        """Return the blob's path on this host's file system, or None if the store has none."""
 
 
 class LocalStorage:
+    """Blobs as files under a local folder; a key that is malformed or leaves the folder raises ValueError."""
     def __init__(self, root: str | Path):
         self.root = Path(root).resolve()
 
@@ -54,18 +68,23 @@ class LocalStorage:
             raise
 
     def open(self, key: str) -> BinaryIO:
+        """Open the file for binary reading."""
         return open(self._path(key), "rb")
 
     def size(self, key: str) -> int:
+        """Return the file's size in bytes."""
         return self._path(key).stat().st_size
 
     def exists(self, key: str) -> bool:
+        """Whether the file exists."""
         return self._path(key).is_file()
 
     def delete(self, key: str) -> None:
+        """Remove the file, if it is there."""
         self._path(key).unlink(missing_ok=True)
 
     def local_path(self, key: str) -> Path | None:
+        """Return the file's path (whether or not it exists yet)."""
         return self._path(key)
 
 
@@ -73,6 +92,7 @@ _storage: Storage | None = None
 
 
 def get_storage() -> Storage:
+    """Return the process's blob store: LocalStorage in STORAGE_DIR."""
     global _storage
     if _storage is None:
         _storage = LocalStorage(get_settings().STORAGE_DIR)

@@ -19,6 +19,7 @@ def _key(queue: str) -> str:
 
 
 def beat(r: redis.Redis, worker: str, queues: list[str]) -> None:
+    """Mark `worker` alive now on each of `queues`, dropping entries long stale."""
     now = time.time()
     pipe = r.pipeline(transaction=False)
     for q in queues:
@@ -29,6 +30,7 @@ def beat(r: redis.Redis, worker: str, queues: list[str]) -> None:
 
 
 def gone(r: redis.Redis, worker: str, queues: list[str]) -> None:
+    """Remove `worker` from each of `queues` (it is stopping)."""
     pipe = r.pipeline(transaction=False)
     for q in queues:
         pipe.zrem(_key(q), worker)
@@ -36,6 +38,7 @@ def gone(r: redis.Redis, worker: str, queues: list[str]) -> None:
 
 
 def alive_queues(r: redis.Redis) -> set[str]:
+    """Return the queues on which a worker beat within ALIVE_WITHIN seconds."""
     cutoff = time.time() - ALIVE_WITHIN
     pipe = r.pipeline(transaction=False)
     for q in QUEUES:

@@ -1,3 +1,5 @@
+"""Alembic's environment (Flask-Migrate's template): runs the migrations against the app's database."""
+
 import logging
 from logging.config import fileConfig
 
@@ -15,6 +17,7 @@ logger = logging.getLogger('alembic.env')
 
 
 def get_engine():
+    """Return the app's SQLAlchemy engine, as Flask-SQLAlchemy 2 or 3 exposes it."""
     try:
         # this works with Flask-SQLAlchemy<3 and Alchemical
         return current_app.extensions['migrate'].db.get_engine()
@@ -24,6 +27,7 @@ def get_engine():
 
 
 def get_engine_url():
+    """Return the engine's URL with its password, `%` doubled for Alembic's config parser."""
     try:
         return get_engine().url.render_as_string(hide_password=False).replace(
             '%', '%%')
@@ -45,6 +49,7 @@ target_db = current_app.extensions['migrate'].db
 
 
 def get_metadata():
+    """Return the metadata of the app's models (the default bind's, when there are several)."""
     if hasattr(target_db, 'metadatas'):
         return target_db.metadatas[None]
     return target_db.metadata

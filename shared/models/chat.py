@@ -13,6 +13,7 @@ from shared.models.user import new_id
 
 
 class MessageStatus(str, enum.Enum):
+    """Where a message stands: complete, a reply still streaming, or a reply cancelled or failed."""
     complete = "complete"
     streaming = "streaming"  # an assistant reply still being generated
     cancelled = "cancelled"
@@ -20,6 +21,7 @@ class MessageStatus(str, enum.Enum):
 
 
 class Conversation(db.Model):
+    """A user's conversation: its title and when it was last written to (messages cascade with it)."""
     __tablename__ = "conversations"
     __table_args__ = (Index("ix_conversations_user_updated", "user_id", "updated_at"),)
 
@@ -31,6 +33,7 @@ class Conversation(db.Model):
 
 
 class Message(db.Model):
+    """One message of a conversation, by the user or the assistant, with its citations and meta (audio id)."""
     __tablename__ = "messages"
     __table_args__ = (Index("ix_messages_conversation_created", "conversation_id", "created_at", "id"),)
 

@@ -17,6 +17,7 @@ from shared.models.user import new_id
 
 
 class FileStatus(str, enum.Enum):
+    """Where an uploaded file stands: being indexed, searchable, kept unindexed, or failed."""
     processing = "processing"  # queued or being indexed
     ready = "ready"            # indexed and searchable
     stored = "stored"          # kept but not indexed (images, audio)
@@ -24,11 +25,13 @@ class FileStatus(str, enum.Enum):
 
 
 class FileScope(str, enum.Enum):
+    """Who can see a file and search its chunks: its owner only (personal) or every user (public)."""
     personal = "personal"
     public = "public"
 
 
 class File(db.Model):
+    """An uploaded file: its blob's storage key, content hash, scope, indexing status and job."""
     __tablename__ = "files"
     __table_args__ = (UniqueConstraint("user_id", "sha256"), Index("ix_files_scope_status", "scope", "status"))
 
@@ -50,6 +53,7 @@ class File(db.Model):
 
 
 class Chunk(db.Model):
+    """One passage of a file's text, with its page, order, owner and scope, and its embedding if any."""
     __tablename__ = "chunks"
     __table_args__ = (Index("ix_chunks_file_ordinal", "file_id", "ordinal"),
                       Index("ix_chunks_owner_scope", "user_id", "scope"))

@@ -13,6 +13,7 @@ from shared.models.user import new_id
 
 
 class JobState(str, enum.Enum):
+    """The states of a job: queued and running are active, the other three final."""
     queued = "queued"
     running = "running"
     succeeded = "succeeded"
@@ -25,6 +26,7 @@ TERMINAL_STATES = (JobState.succeeded.value, JobState.failed.value, JobState.can
 
 
 class Job(db.Model):
+    """A unit of queued work: its kind, owner, payload, state, progress, result or error, attempts and lease."""
     __tablename__ = "jobs"
     __table_args__ = (
         Index("ix_jobs_owner_kind_state", "user_id", "kind", "state"),
@@ -55,4 +57,5 @@ class Job(db.Model):
 
     @property
     def is_terminal(self) -> bool:
+        """Whether the job has reached a final state (succeeded, failed or cancelled)."""
         return self.state in TERMINAL_STATES

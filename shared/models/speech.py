@@ -11,6 +11,7 @@ from shared.models.user import new_id
 
 
 class AudioClip(db.Model):
+    """A stored audio clip: its owner, the job and message it came from, voice, format, size and duration."""
     __tablename__ = "audio_clips"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)

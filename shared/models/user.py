@@ -12,21 +12,25 @@ from shared.database import db, utcnow
 
 
 class Role(str, enum.Enum):
+    """What an account may do: student (the default at sign-up), tutor or admin."""
     student = "student"
     tutor = "tutor"
     admin = "admin"
 
 
 class UserStatus(str, enum.Enum):
+    """Whether an account can sign in (active) or not (disabled)."""
     active = "active"
     disabled = "disabled"
 
 
 def new_id() -> str:
+    """Return a new random id: 32 hex digits (uuid4)."""
     return uuid.uuid4().hex
 
 
 class User(db.Model):
+    """An account: email, password hash, profile, role, status and the token version of its tokens."""
     __tablename__ = "users"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -46,6 +50,7 @@ class User(db.Model):
 
     @property
     def is_active(self) -> bool:
+        """Whether the account may sign in and use its tokens (status active)."""
         return self.status == UserStatus.active.value
 
 
