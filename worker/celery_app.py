@@ -26,6 +26,7 @@ class AppTask(Task):
     (Flask's Celery pattern: docs/patterns/celery.rst)."""
 
     def __call__(self, *args, **kwargs):
+        """Run the task in the worker app's context, removing the database session after."""
         with create_app().app_context():
             try:
                 return self.run(*args, **kwargs)

@@ -16,6 +16,7 @@ from shared.settings import get_settings
 
 
 def argv() -> list[str]:
+    """Return the `celery worker` command line for the llm queue: prefork for local, gevent for remote providers."""
     s = get_settings()
     if s.LLM_PROVIDER == "local":
         pool, concurrency = "prefork", os.environ.get("LLM_CONCURRENCY", "1")

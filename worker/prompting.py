@@ -11,6 +11,7 @@ CHARS_PER_TOKEN = 4  # a cheap, conservative estimate; the budget leaves room fo
 
 
 def estimate_tokens(text: str) -> int:
+    """Return a cheap over-estimate of the tokens in `text` (4 characters a token, plus one)."""
     return len(text) // CHARS_PER_TOKEN + 1
 
 

@@ -9,6 +9,7 @@ _SPACE = re.compile(r"\s+")
 
 
 def chunk_pages(pages: list[Page], size: int, overlap: int) -> list[tuple[int | None, str]]:
+    """Return (page, text) chunks of about `size` characters overlapping by `overlap`, cut at sentences or words."""
     out: list[tuple[int | None, str]] = []
     for page, text in pages:
         text = _SPACE.sub(" ", text).strip()

@@ -23,6 +23,7 @@ W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 
 
 class ExtractionError(Exception):
+    """A file whose text cannot be read; `code` names why (encrypted_pdf, corrupt_file, no_text, ...)."""
     def __init__(self, code: str, message: str):
         super().__init__(message)
         self.code = code

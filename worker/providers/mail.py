@@ -21,10 +21,13 @@ class PermanentMailError(Exception):
 
 
 class MailProvider(Protocol):
-    def send(self, msg: EmailMessage) -> None: ...
+    """What a mail provider offers: send a message, raising TransientMailError or PermanentMailError."""
+    def send(self, msg: EmailMessage) -> None:
+        """Deliver the message, or raise TransientMailError (retry) or PermanentMailError (give up)."""
 
 
 class SMTPProvider:
+    """Mail over SMTP to MAIL_SERVER, with SSL or STARTTLS and a login when settings ask for them."""
     def __init__(self) -> None:
         self.s = get_settings()
 
@@ -39,6 +42,7 @@ class SMTPProvider:
         return conn
 
     def send(self, msg: EmailMessage) -> None:
+        """Send over a new SMTP connection; 4xx replies and connection errors are transient, the rest permanent."""
         try:
             with self._connect() as conn:
                 if self.s.MAIL_USERNAME:
@@ -62,4 +66,5 @@ class SMTPProvider:
 
 
 def get_provider() -> MailProvider:
+    """Return the mail provider (SMTP)."""
     return SMTPProvider()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 
 def cache_dir() -> Path:
+    """Return the model cache folder: MENTOR_CACHE_DIR, else mentor-backend under XDG_CACHE_HOME or ~/.cache."""
     explicit = os.environ.get("MENTOR_CACHE_DIR")
     if explicit:
         return Path(explicit)

@@ -180,6 +180,7 @@ class JobTask(celery.Task):
     """
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
+        """Record a job stopped by a time limit as failed, if it still runs; other failures are handled in the task."""
         if not (isinstance(exc, (TimeLimitExceeded, SoftTimeLimitExceeded)) and args):
             return
         try:  # never raise here: the prefork pool kills the stuck child only after this returns

@@ -96,6 +96,7 @@ def _start_speech(ctx: JobContext, reply_id: str) -> None:
 
 @job_task("llm.chat_reply", max_retries=get_settings().LLM_CONNECT_RETRIES, on_fail=_reply_failed)
 def chat_reply(ctx: JobContext) -> dict:
+    """Generate the reply from the provider, streaming each token; store it complete, cancelled or failed."""
     s = get_settings()
     p: ChatPayload = ctx.payload
     question = db.session.get(Message, p.user_message_id)

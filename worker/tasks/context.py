@@ -26,6 +26,7 @@ INTERRUPT_EVERY = 0.2  # seconds between two checks of `JobContext.interruptible
 
 
 class JobFailed(Exception):
+    """Ends the job as failed, not retried; `code` and `message` become its error."""
     def __init__(self, code: str, message: str):
         super().__init__(message)
         self.code = code
@@ -54,6 +55,7 @@ class TimeLimitReached(JobFailed):
 
 @dataclass
 class JobContext:
+    """A running job as its handler sees it: ids, payload, attempt, time limit, and its events and checks."""
     job_id: str
     kind: str
     user_id: str | None
@@ -67,6 +69,7 @@ class JobContext:
     ttl_refreshed_at: float = 0.0
 
     def emit(self, event: str, data: dict[str, Any] | None = None) -> str:
+        """Publish an event on the job's stream; return its entry id."""
         self.ttl_refreshed_at = time.monotonic()
         return stream.publish(get_redis(), self.job_id, event, data)
 
@@ -97,11 +100,13 @@ class JobContext:
         self.check_deadline()
 
     def progress(self, fraction: float, **data: Any) -> None:
+        """Record the job's progress (clamped to 0..1) and publish a progress event with `data`."""
         fraction = max(0.0, min(1.0, fraction))
         jobs.progress(self.job_id, fraction)
         self.emit(jobs.Event.progress.value, {"progress": fraction, **data})
 
     def cancelled(self) -> bool:
+        """Whether the job was cancelled or its lease was lost to another worker."""
         return self.lease_lost.is_set() or stream.is_cancelled(get_redis(), self.job_id)
 
     def check_cancelled(self) -> None:
@@ -111,6 +116,7 @@ class JobContext:
         self.check_deadline()
 
     def check_deadline(self) -> None:
+        """Raise TimeLimitReached once the job has run longer than its soft time limit."""
         if time.monotonic() - self.started > self.time_limit:
             raise TimeLimitReached(self.time_limit)
 

@@ -32,12 +32,14 @@ _env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined
 
 
 def message_id(job_id: str) -> str:
+    """Return the job's Message-ID, `<job-<id>@<sender's domain>>`: the same on every attempt."""
     sender = get_settings().MAIL_DEFAULT_SENDER
     domain = sender.rsplit("@", 1)[-1].strip(" >") or "mentor.local"
     return f"<job-{job_id}@{domain}>"
 
 
 def build_message(job_id: str, to: str, template: str, context: dict) -> EmailMessage:
+    """Build the text and HTML mail from a template; JobFailed if the template is unknown."""
     if template not in SUBJECTS:
         raise JobFailed("unknown_template", f"no mail template named {template!r}")
     msg = EmailMessage()
@@ -53,6 +55,7 @@ def build_message(job_id: str, to: str, template: str, context: dict) -> EmailMe
 
 @job_task("mail.send", max_retries=get_settings().MAIL_MAX_RETRIES)
 def send_mail(ctx: JobContext) -> dict:
+    """Send the payload's mail (the code is dropped from the stored payload); return its Message-ID."""
     p: MailPayload = ctx.payload
     msg = build_message(ctx.job_id, p.to, p.template, p.context)
     # The code is needed only to build the message: keep no copy of it once the job ends.

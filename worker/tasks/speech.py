@@ -74,6 +74,7 @@ class _Speaker:
 
 @job_task("tts.synthesize", max_retries=3)
 def synthesize(ctx: JobContext) -> dict:
+    """Speak the text sentence by sentence, storing each clip and the whole; return the whole clip."""
     p: TTSPayload = ctx.payload
     speaker = _Speaker(ctx, p.voice, p.format)
     sentences = split_sentences(clean_for_speech(p.text))

@@ -13,6 +13,7 @@ _cache: dict[str, LLMProvider] = {}
 
 
 def get_provider() -> LLMProvider:
+    """Return this process's provider for LLM_PROVIDER (made once; echo for a name it does not know)."""
     name = get_settings().LLM_PROVIDER
     if name not in _cache:
         if name == "local":

@@ -6,6 +6,7 @@ from typing import Protocol, TypedDict
 
 
 class ChatMessage(TypedDict):
+    """One chat message as providers take it: a role (system, user, assistant) and its text."""
     role: str  # system | user | assistant
     content: str
 
@@ -19,6 +20,7 @@ class LLMError(Exception):
 
 
 class LLMProvider(Protocol):
+    """What an LLM provider offers: a name and a stream of text deltas for a list of chat messages."""
     name: str
 
     def stream(self, messages: list[ChatMessage], *, max_tokens: int, temperature: float,

@@ -9,6 +9,7 @@ from worker.providers.llm.base import ChatMessage
 
 
 class Echo:
+    """A fake provider that streams LLM_ECHO_TOKENS fixed tokens at LLM_ECHO_RATE a second."""
     name = "echo"
 
     def __init__(self) -> None:
@@ -18,6 +19,7 @@ class Echo:
 
     def stream(self, messages: list[ChatMessage], *, max_tokens: int, temperature: float,
                user_id: str, session_id: str) -> Iterator[str]:
+        """Yield `tok0 `, `tok1 `, ... on a steady schedule, at most max_tokens of them; the messages are ignored."""
         interval = 1.0 / self.rate
         start = time.monotonic()
         for i in range(min(self.count, max_tokens)):

@@ -18,6 +18,7 @@ _model = None
 
 
 def load():
+    """Return the process's llama.cpp model, loaded on first use; LLMError if the library or model is missing."""
     global _model
     if _model is None:
         try:
@@ -33,10 +34,12 @@ def load():
 
 
 class LocalLlama:
+    """The llama.cpp model in this process, one generation at a time."""
     name = "local"
 
     def stream(self, messages: list[ChatMessage], *, max_tokens: int, temperature: float,
                user_id: str, session_id: str) -> Iterator[str]:
+        """Yield the model's reply deltas, holding the process's lock for the whole generation."""
         with _lock:
             model = load()
             chunks = model.create_chat_completion(messages=messages, max_tokens=max_tokens,

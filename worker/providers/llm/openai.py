@@ -10,6 +10,7 @@ from worker.providers.llm.sse_client import iter_data, post_stream
 
 
 class OpenAICompatible:
+    """A streaming client of an OpenAI-compatible chat completions API at LLM_BASE_URL (LLMError if unset)."""
     name = "openai"
 
     def __init__(self) -> None:
@@ -23,6 +24,7 @@ class OpenAICompatible:
 
     def stream(self, messages: list[ChatMessage], *, max_tokens: int, temperature: float,
                user_id: str, session_id: str) -> Iterator[str]:
+        """Yield the reply's content deltas until [DONE]; LLMError on an unreadable chunk or a reported error."""
         body = {"model": self.model, "messages": messages, "stream": True, "max_tokens": max_tokens,
                 "temperature": temperature, "user": user_id}
         resp = post_stream(self.url, json=body, headers=self.headers, timeout=self.timeout)

@@ -15,6 +15,7 @@ from worker.providers.llm.sse_client import iter_data, post_stream
 
 
 class TutorNet:
+    """A streaming client of the TutorNet LLM service at LLM_BASE_URL (LLMError if unset)."""
     name = "tutornet"
 
     def __init__(self) -> None:
@@ -27,6 +28,7 @@ class TutorNet:
 
     def stream(self, messages: list[ChatMessage], *, max_tokens: int, temperature: float,
                user_id: str, session_id: str) -> Iterator[str]:
+        """Send the newest user message (and any retrieved context), yield its chunks; LLMError unless it finishes."""
         prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         context = next((m["content"] for m in messages if m["role"] == "system" and "<context>" in m["content"]), "")
         body = {"input": f"{context}\n\n{prompt}" if context else prompt, "session_id": session_id,
