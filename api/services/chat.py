@@ -11,7 +11,7 @@ import re
 from datetime import timedelta
 
 from flask import g
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from api.errors import APIError
@@ -33,12 +33,21 @@ IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
 SCOPE = "chat.send"
 
 
+# Built once (the hot path binds only values), run on the session's connection: no ORM work.
+_INSERT_CONVERSATION = insert(Conversation.__table__)
+_TOUCH_CONVERSATION = update(Conversation.__table__).where(
+    Conversation.__table__.c.id == bindparam("conversation_id")).values(updated_at=bindparam("now"))
+_INSERT_MESSAGES = insert(Message.__table__)
+_INSERT_KEY = insert(IdempotencyKey.__table__)
+
+
 def _title_from(message: str) -> str:
     line = " ".join(message.split())
     return line if len(line) <= 60 else line[:57].rstrip() + "..."
 
 
 def get_conversation(user: Caller, conversation_id: str) -> Conversation:
+    """Return the caller's conversation; 404 if it does not exist or is another user's."""
     conv = db.session.get(Conversation, conversation_id) if len(conversation_id) <= 64 else None
     if conv is None or conv.user_id != user.id:
         raise APIError(404, "not_found", "no such conversation")
@@ -65,6 +74,7 @@ def _find_key(user_id: str, key: str) -> IdempotencyKey | None:
 
 
 def send(user: Caller, body: dict, idempotency_key: str | None) -> dict:
+    """Store the message, an empty reply and its job, then queue it; a known Idempotency-Key replays the answer."""
     request_hash = _request_hash(body)
     if idempotency_key is not None:
         if not IDEMPOTENCY_KEY.match(idempotency_key):
@@ -88,15 +98,14 @@ def send(user: Caller, body: dict, idempotency_key: str | None) -> dict:
                                   reply_message_id=reply_id, options=ChatOptions(**(body.get("options") or {})))
             job = new_job("chat", user.id, payload,
                           request_id=g.get("request_id"), session_id=caller_session())
-            # Core inserts: this is the hot path, and a unit-of-work flush costs more than the writes.
+            conn = db.session.connection()
             if new_conversation:
-                db.session.execute(insert(Conversation), [{"id": conversation_id, "user_id": user.id,
-                                                           "title": _title_from(body["message"]),
-                                                           "created_at": now, "updated_at": now}])
+                conn.execute(_INSERT_CONVERSATION, {"id": conversation_id, "user_id": user.id,
+                                                    "title": _title_from(body["message"]),
+                                                    "created_at": now, "updated_at": now})
             else:
-                db.session.execute(update(Conversation).where(Conversation.id == conversation_id)
-                                   .values(updated_at=now))
-            db.session.execute(insert(Message), [
+                conn.execute(_TOUCH_CONVERSATION, {"conversation_id": conversation_id, "now": now})
+            conn.execute(_INSERT_MESSAGES, [
                 {"id": question_id, "conversation_id": conversation_id, "role": "user", "content": body["message"],
                  "status": MessageStatus.complete.value, "job_id": None, "created_at": now, "updated_at": now},
                 {"id": reply_id, "conversation_id": conversation_id, "role": "assistant", "content": "",
@@ -106,7 +115,7 @@ def send(user: Caller, body: dict, idempotency_key: str | None) -> dict:
             answer = {"job_id": job.id, "conversation_id": conversation_id, "message_id": question_id,
                       "reply_message_id": reply_id}
             if idempotency_key is not None:
-                db.session.execute(insert(IdempotencyKey), [{
+                conn.execute(_INSERT_KEY, [{
                     "id": new_id(), "user_id": user.id, "scope": SCOPE, "key": idempotency_key,
                     "request_hash": request_hash, "response": answer, "created_at": now}])
     except IntegrityError:
@@ -121,6 +130,7 @@ def send(user: Caller, body: dict, idempotency_key: str | None) -> dict:
 
 
 def message_out(m: Message) -> dict:
+    """Return a message as MessageOut; a reply still streaming carries the text streamed so far."""
     streaming = m.status == MessageStatus.streaming.value
     # A reply still generating is written at its end; until then its text is in its job's stream.
     content = stream.streamed_text(get_redis(), m.job_id) if streaming and m.job_id else m.content
@@ -131,6 +141,7 @@ def message_out(m: Message) -> dict:
 
 
 def history(user: Caller, conversation_id: str, limit: int, before: str | None) -> dict:
+    """Return the messages older than `before`, oldest first; 400 if `before` is not of this conversation."""
     get_conversation(user, conversation_id)
     stmt = select(Message).where(Message.conversation_id == conversation_id)
     if before:
@@ -148,6 +159,7 @@ def history(user: Caller, conversation_id: str, limit: int, before: str | None) 
 
 
 def list_conversations(user: Caller, limit: int, offset: int) -> dict:
+    """Return a page of the caller's conversations, most recently updated first, and the total."""
     base = select(Conversation).where(Conversation.user_id == user.id)
     total = db.session.execute(select(func.count()).select_from(base.subquery())).scalar_one()
     rows = db.session.execute(base.order_by(Conversation.updated_at.desc(), Conversation.id)
@@ -156,6 +168,7 @@ def list_conversations(user: Caller, limit: int, offset: int) -> dict:
 
 
 def rename(user: Caller, conversation_id: str, title: str) -> Conversation:
+    """Set a conversation's title (stripped); 404 unless it is the caller's."""
     conv = get_conversation(user, conversation_id)
     with write_tx():
         conv = db.session.merge(conv)

@@ -58,8 +58,10 @@ class JobLimitExceeded(Exception):
         self.limit = limit
 
 
+# Built once: the enqueue path runs them on every request, on the session's connection (no ORM).
 _ACTIVE_JOBS = select(func.count()).select_from(JOBS).where(
     c.user_id == bindparam("user_id"), c.kind == bindparam("kind"), c.state.in_(ACTIVE_STATES))
+_INSERT = insert(JOBS)
 
 
 def new_job(kind: str, user_id: str | None, payload: Payload, request_id: str | None = None,
@@ -70,15 +72,16 @@ def new_job(kind: str, user_id: str | None, payload: Payload, request_id: str | 
         raise ValueError(f"unknown job kind {kind!r}")
     if type(payload) is not PAYLOADS[kind]:
         raise TypeError(f"a {kind} job takes a {PAYLOADS[kind].__name__}, not {type(payload).__name__}")
+    conn = db.session.connection()
     if user_id is not None:
         limit = get_settings().MAX_ACTIVE_JOBS_PER_KIND
-        if db.session.execute(_ACTIVE_JOBS, {"user_id": user_id, "kind": kind}).scalar_one() >= limit:
+        if conn.execute(_ACTIVE_JOBS, {"user_id": user_id, "kind": kind}).scalar_one() >= limit:
             raise JobLimitExceeded(kind, limit)
     now = utcnow()
     values = {"id": new_id(), "kind": kind, "user_id": user_id, "payload": payload.model_dump(mode="json"),
               "request_id": request_id, "session_id": session_id, "state": QUEUED, "progress": 0.0,
               "attempts": 0, "dispatched_at": now, "created_at": now, "updated_at": now}
-    db.session.execute(insert(JOBS), [values])  # a Core insert: no unit-of-work flush on the hot path
+    conn.execute(_INSERT, values)
     return Job(**values)  # a detached copy for the caller (ids, kind, dispatch)
 
 
