@@ -1,8 +1,11 @@
-"""Who holds a running job: `host:pid` of the worker process, and whether that process is gone."""
+"""Who holds a running job: `host:pid` of the worker process, whether that process is gone, and
+what a claim hands its holder."""
 from __future__ import annotations
 
 import os
 import socket
+from dataclasses import dataclass
+from typing import Any
 
 HOST = socket.gethostname()
 
@@ -28,3 +31,16 @@ def is_dead(owner: str | None) -> bool:
     except PermissionError:
         return False
     return False
+
+
+@dataclass
+class Claimed:
+    """A job its caller now holds (lease owner `lease_owner`)."""
+
+    id: str
+    kind: str
+    user_id: str | None
+    payload: dict[str, Any]
+    attempts: int
+    request_id: str | None
+    lease_owner: str

@@ -24,7 +24,6 @@ Nothing else writes a job's state. Core statements: this is the hot path of ever
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,7 +32,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from shared.database import db, utcnow, write_tx
 from shared.jobs import stream
 from shared.jobs.events import final_event
-from shared.jobs.holders import is_dead, this_process
+from shared.jobs.holders import Claimed, is_dead, this_process
 from shared.jobs.kinds import KIND_TASKS, send
 from shared.models import Job, JobState
 from shared.models.job import ACTIVE_STATES, TERMINAL_STATES
@@ -117,19 +116,6 @@ def redispatch(job_id: str, kind: str, *conditions) -> bool:
     except Exception:  # noqa: BLE001 - broker down: the next sweep tries again
         _undispatched(job_id)
         return False
-
-
-@dataclass
-class Claimed:
-    """A job its caller now holds (lease owner `lease_owner`)."""
-
-    id: str
-    kind: str
-    user_id: str | None
-    payload: dict[str, Any]
-    attempts: int
-    request_id: str | None
-    lease_owner: str
 
 
 def _lease_end(now: datetime) -> datetime:
