@@ -122,16 +122,27 @@ def _lease_end(now: datetime) -> datetime:
     return now + timedelta(seconds=get_settings().JOB_LEASE_SECONDS)
 
 
+# The hot statements of every job, built once; a call binds only its values.
+_NOW = bindparam("now", type_=c.updated_at.type)
+_CLAIM = (update(JOBS).where(c.id == bindparam("job_id"), c.state == QUEUED)
+          .values(state=RUNNING, lease_owner=bindparam("owner"), attempts=c.attempts + 1,
+                  lease_expires_at=bindparam("lease_end", type_=c.lease_expires_at.type),
+                  started_at=func.coalesce(c.started_at, _NOW), updated_at=_NOW)
+          .returning(c.kind, c.user_id, c.payload, c.attempts, c.request_id))
+_HELD = (c.id == bindparam("job_id"), c.lease_owner == bindparam("owner"), c.state == RUNNING)
+_ENDED = {"finished_at": _NOW, "updated_at": _NOW, "lease_expires_at": None}
+_SUCCEED = update(JOBS).where(*_HELD).values(state=JobState.succeeded.value, progress=1.0, error=None,
+                                             result=bindparam("b_result", type_=c.result.type), **_ENDED)
+_FAIL = update(JOBS).where(*_HELD).values(state=JobState.failed.value, error=bindparam("b_error", type_=c.error.type),
+                                          **_ENDED)
+
+
 def claim(job_id: str) -> Claimed | None:
     """Take the job: a queued one in one UPDATE ... RETURNING; a running one only if its holder is gone."""
     now, owner = utcnow(), this_process()
     with write_tx():
-        taken = db.session.execute(
-            update(JOBS).where(c.id == job_id, c.state == QUEUED)
-            .values(state=RUNNING, lease_owner=owner, lease_expires_at=_lease_end(now), attempts=c.attempts + 1,
-                    started_at=func.coalesce(c.started_at, now), updated_at=now)
-            .returning(c.kind, c.user_id, c.payload, c.attempts, c.request_id)
-        ).first()
+        taken = db.session.connection().execute(_CLAIM, {"job_id": job_id, "owner": owner, "now": now,
+                                                         "lease_end": _lease_end(now)}).first()
     if taken is not None:
         return Claimed(job_id, taken.kind, taken.user_id, dict(taken.payload or {}), taken.attempts,
                        taken.request_id, owner)
@@ -181,12 +192,13 @@ def progress(job_id: str, fraction: float) -> None:
         db.session.execute(update(JOBS).where(c.id == job_id, c.state == RUNNING).values(progress=fraction))
 
 
-def _end(job_id: str, owner: str, **values: Any) -> bool:
-    now = utcnow()
+def _end(stmt, job_id: str, owner: str, payload: Payload | None, **values: Any) -> bool:
+    if payload is not None:  # the handler rewrote its input (rare): one more column
+        stmt = stmt.values(payload=bindparam("b_payload", type_=c.payload.type))
+        values["b_payload"] = payload.model_dump(mode="json")
     with write_tx():
-        return bool(db.session.execute(
-            update(JOBS).where(c.id == job_id, c.lease_owner == owner, c.state == RUNNING)
-            .values(finished_at=now, updated_at=now, lease_expires_at=None, **values)).rowcount)
+        return bool(db.session.connection().execute(stmt, {"job_id": job_id, "owner": owner, "now": utcnow(),
+                                                           **values}).rowcount)
 
 
 def _announce(job_id: str, state: str, result: dict | None, error: dict | None) -> None:
@@ -196,8 +208,7 @@ def _announce(job_id: str, state: str, result: dict | None, error: dict | None) 
 
 def succeed(job_id: str, owner: str, result: dict, payload: Payload | None = None) -> bool:
     """Running -> succeeded (if `owner` still holds it), then the `done` event. False: no longer held."""
-    extra = {"payload": payload.model_dump(mode="json")} if payload is not None else {}
-    if not _end(job_id, owner, state=JobState.succeeded.value, result=result, progress=1.0, error=None, **extra):
+    if not _end(_SUCCEED, job_id, owner, payload, b_result=result):
         return False
     _announce(job_id, JobState.succeeded.value, result, None)
     return True
@@ -205,8 +216,7 @@ def succeed(job_id: str, owner: str, result: dict, payload: Payload | None = Non
 
 def fail(job_id: str, owner: str, error: dict, payload: Payload | None = None) -> bool:
     """Running -> failed with {code, message} (if `owner` still holds it), then the `error` event."""
-    extra = {"payload": payload.model_dump(mode="json")} if payload is not None else {}
-    if not _end(job_id, owner, state=JobState.failed.value, error=error, **extra):
+    if not _end(_FAIL, job_id, owner, payload, b_error=error):
         return False
     _announce(job_id, JobState.failed.value, None, error)
     return True
