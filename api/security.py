@@ -11,16 +11,16 @@ from __future__ import annotations
 from functools import wraps
 
 from flask import g, request
-from flask_jwt_extended import current_user, get_jwt, verify_jwt_in_request
 
 from api.errors import APIError
 from api.extensions.jwt import session_of, session_revoked
+from api.extensions.jwt import verify as verify_token
 from api.services import identity
 from api.services.identity import Caller
 from shared.signing import ANONYMOUS, Binding, InvalidSignature, is_job_resource, verify
 
 
-def authenticate(resource: str | None = None) -> Caller | None:
+def authenticate(resource: str | None = None, kind: str = "access") -> Caller | None:
     """The caller, from a Bearer token or (for `resource`) a signed URL; None for an anonymous signature.
 
     No database read: the identity comes from Redis (api/services/identity.py); a view that
@@ -42,9 +42,9 @@ def authenticate(resource: str | None = None) -> Caller | None:
                 or session_revoked(binding.session)):
             raise APIError(401, "token_revoked", "this link is no longer valid for this account")
         return user
-    verify_jwt_in_request()
-    g.url_binding = Binding(current_user.id, current_user.token_version, session_of(get_jwt()))
-    return current_user
+    claims, caller = verify_token(kind)
+    g.url_binding = Binding(caller.id, caller.token_version, session_of(claims))
+    return caller
 
 
 def url_binding() -> Binding | None:

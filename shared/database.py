@@ -109,7 +109,10 @@ def _sqlite_on_connect(dbapi_conn, _record):  # pragma: no cover - driver specif
 @event.listens_for(Engine, "begin")
 def _sqlite_on_begin(conn):  # pragma: no cover - driver specific
     if conn.dialect.name == "sqlite":
-        immediate = conn.get_execution_options().get("sqlite_immediate")
+        options = conn.get_execution_options()
+        if options.get("single_read"):  # one SELECT: SQLite runs it in a transaction of its own
+            return
+        immediate = options.get("sqlite_immediate")
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 

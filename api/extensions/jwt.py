@@ -1,4 +1,5 @@
-"""JWT access and refresh tokens (flask-jwt-extended) with a Redis blocklist of sign-in sessions.
+"""JWT access and refresh tokens (made by flask-jwt-extended, checked by `verify` with PyJWT) with a Redis
+blocklist of sign-in sessions.
 
 Every sign-in is a session: its access and refresh tokens carry its id (`sid`), and a
 refresh keeps it. A spent refresh token's id (`jti`) is blocklisted; a revoked session
@@ -15,11 +16,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Flask, g
+import jwt as pyjwt
+from flask import Flask, g, request
 from flask_jwt_extended import JWTManager
 
-from api.errors import error_response
+from api.errors import APIError
 from api.services import identity
+from api.services.identity import Caller
 from shared.redis_client import get_redis
 from shared.settings import get_settings
 
@@ -62,7 +65,7 @@ def session_revoked(sid: str) -> bool:
 
 
 def init_app(app: Flask) -> None:
-    """Configure flask-jwt-extended (HS256, Bearer header only, lifetimes from settings) on the app."""
+    """Configure flask-jwt-extended, which makes the tokens (HS256, lifetimes from settings); `verify` checks them."""
     s = get_settings()
     app.config.update(
         JWT_SECRET_KEY=s.JWT_SECRET_KEY,
@@ -76,54 +79,46 @@ def init_app(app: Flask) -> None:
     jwt.init_app(app)
 
 
-@jwt.token_in_blocklist_loader
-def _is_revoked(_header, payload) -> bool:
-    """One round trip: the token's and its session's revocation keys, and the user's identity record."""
+def _rejected(code: str) -> APIError:
+    return APIError(401, code, MESSAGES[code], None, {"WWW-Authenticate": "Bearer"})
+
+
+def verify(kind: str = "access") -> tuple[dict, Caller]:
+    """The claims and the caller of this request's Bearer token of `kind` ("access" or "refresh").
+
+    PyJWT checks the signature (HS256) and lifetime; then one Redis round trip reads the token's
+    and its session's revocation keys with the user's identity record (no database read unless
+    that record is missing). 401 with a fixed message per code otherwise. The claims are kept
+    for `claims()`.
+    """
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme != "Bearer":
+        raise _rejected("missing_token")
+    try:
+        payload = pyjwt.decode(token.strip(), get_settings().JWT_SECRET_KEY, algorithms=["HS256"],
+                               options={"require": ["sub", "jti", "type"]})
+    except pyjwt.ExpiredSignatureError:
+        raise _rejected("token_expired") from None
+    except pyjwt.PyJWTError:
+        raise _rejected("invalid_token") from None
+    if payload["type"] != kind or not isinstance(payload["sub"], str):
+        raise _rejected("invalid_token")
     sid = session_of(payload)
     pipe = get_redis().pipeline(transaction=False)
     pipe.exists(revoked_key(payload["jti"]), session_key(sid))
     pipe.get(identity.key(payload["sub"]))
     revoked, record = pipe.execute()
-    if revoked and payload.get("type") == "refresh":
-        revoke_session(sid)  # a spent refresh token used again was stolen: its whole family ends
-    g.identity_record = record
-    return revoked > 0
-
-
-@jwt.user_lookup_loader
-def _load_user(_header, payload):
-    """The caller (identity.Caller) from the record read with the revocation keys, else the database."""
-    user_id = payload["sub"]
-    caller = identity.decode(user_id, g.pop("identity_record", None)) or identity.load(user_id)
+    if revoked:
+        if kind == "refresh":
+            revoke_session(sid)  # a spent refresh token used again was stolen: its whole family ends
+        raise _rejected("token_revoked")
+    caller = identity.decode(payload["sub"], record) or identity.load(payload["sub"])
     if caller is None or not caller.is_active or payload.get("ver") != caller.token_version:
-        return None
-    return caller
+        raise _rejected("token_revoked")
+    g.jwt_claims = payload
+    return payload, caller
 
 
-def _unauthorized(code: str):
-    return error_response(401, code, MESSAGES[code], None, {"WWW-Authenticate": "Bearer"})
-
-
-@jwt.unauthorized_loader
-def _missing(_reason: str):
-    return _unauthorized("missing_token")
-
-
-@jwt.invalid_token_loader
-def _invalid(_reason: str):
-    return _unauthorized("invalid_token")
-
-
-@jwt.expired_token_loader
-def _expired(_header, _payload):
-    return _unauthorized("token_expired")
-
-
-@jwt.revoked_token_loader
-def _revoked(_header, _payload):
-    return _unauthorized("token_revoked")
-
-
-@jwt.user_lookup_error_loader
-def _user_gone(_header, _payload):
-    return _unauthorized("token_revoked")
+def claims() -> dict:
+    """The claims of the token `verify` accepted for this request."""
+    return g.jwt_claims

@@ -5,11 +5,12 @@ import time
 import uuid
 
 from flask import request
-from flask_jwt_extended import create_access_token, create_refresh_token, get_jwt
+from flask_jwt_extended import create_access_token, create_refresh_token
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from api.errors import APIError
+from api.extensions.jwt import claims as token_claims
 from api.extensions.jwt import revoke_session, revoked_key, session_of
 from api.services import codes, files, identity, login_throttle
 from api.services.identity import Caller
@@ -121,7 +122,7 @@ def refresh(user: Caller) -> dict:
 
     A refresh token already spent (here: by a concurrent use) ends its whole session.
     """
-    claims = get_jwt()
+    claims = token_claims()
     if not _revoke(claims["jti"], claims["exp"]):
         revoke_session(session_of(claims))
         raise APIError(401, "token_revoked", "the token has been revoked")
@@ -130,7 +131,7 @@ def refresh(user: Caller) -> dict:
 
 def logout() -> None:
     """End the caller's sign-in session: every access and refresh token of it, at once."""
-    revoke_session(session_of(get_jwt()))
+    revoke_session(session_of(token_claims()))
 
 
 def _set_password(user: User, password: str) -> None:
