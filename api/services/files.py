@@ -27,7 +27,7 @@ from api.services.jobs import caller_session, cancel, envelope
 from api.services.paging import page
 from api.services.sniff import CONTENT_TYPES, INDEXED, display_name, sniff
 from shared.database import db, write_tx
-from shared.jobs import dispatch, new_job
+from shared.jobs import Created, dispatch, new_job
 from shared.models import AudioClip, Chunk, File, FileScope, FileStatus, Job, Role, User
 from shared.models.job import ACTIVE_STATES
 from shared.payloads import FilePayload
@@ -163,7 +163,7 @@ def _duplicate(existing: File) -> tuple[dict, int]:
     return {"file": file_out(existing), "duplicate": True, **_envelope(existing)}, 200
 
 
-def _record(user: Caller, name: str, size: int, kind: str, sha: str, scope: str, key: str) -> tuple[File, Job]:
+def _record(user: Caller, name: str, size: int, kind: str, sha: str, scope: str, key: str) -> tuple[File, Created]:
     """The file's record and its job, in one transaction that holds the user's row while it checks the quota."""
     with write_tx():
         db.session.execute(select(User.id).where(User.id == user.id).with_for_update())

@@ -17,6 +17,7 @@ from api.services.paging import page
 from api.services.stream_slots import StreamSlot
 from shared import jobs
 from shared.database import db, write_tx
+from shared.jobs import Created
 from shared.jobs.lifecycle import JOBS
 from shared.models import File, FileStatus, Job, JobState, Message, MessageStatus
 from shared.models.job import ACTIVE_STATES
@@ -127,7 +128,7 @@ def get_owned(job_id: str, user: Caller | None) -> Row:
     return job
 
 
-def enqueue(kind: str, user_id: str | None, payload: Payload) -> Job:
+def enqueue(kind: str, user_id: str | None, payload: Payload) -> Created:
     """Write a job record, commit, then dispatch it."""
     with write_tx():
         job = jobs.new_job(kind, user_id, payload, request_id=g.get("request_id"),

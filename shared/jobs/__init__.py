@@ -13,6 +13,7 @@ from shared.jobs.kinds import KIND_TASKS, celery_client, send
 from shared.jobs.lifecycle import (
     CANCEL_ERROR,
     Claimed,
+    Created,
     JobLimitExceeded,
     cancel,
     claim,
@@ -28,6 +29,6 @@ from shared.jobs.lifecycle import (
     succeed,
 )
 
-__all__ = ["CANCEL_ERROR", "FINAL_EVENTS", "KIND_TASKS", "TERMINAL_EVENTS", "Claimed", "Event", "JobLimitExceeded",
-           "cancel", "celery_client", "claim", "dispatch", "fail", "final_event", "new_job", "progress", "purge",
-           "redispatch", "renew", "retry", "send", "settle_cancel", "succeed"]
+__all__ = ["CANCEL_ERROR", "FINAL_EVENTS", "KIND_TASKS", "TERMINAL_EVENTS", "Claimed", "Created", "Event",
+           "JobLimitExceeded", "cancel", "celery_client", "claim", "dispatch", "fail", "final_event", "new_job",
+           "progress", "purge", "redispatch", "renew", "retry", "send", "settle_cancel", "succeed"]

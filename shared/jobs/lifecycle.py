@@ -24,6 +24,7 @@ Nothing else writes a job's state. Core statements: this is the hot path of ever
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -63,8 +64,16 @@ _ACTIVE_JOBS = select(func.count()).select_from(JOBS).where(
 _INSERT = insert(JOBS)
 
 
+@dataclass(frozen=True, slots=True)
+class Created:
+    """A job just written (not yet committed): what its creator sends and answers with."""
+
+    id: str
+    kind: str
+
+
 def new_job(kind: str, user_id: str | None, payload: Payload, request_id: str | None = None,
-            session_id: str | None = None) -> Job:
+            session_id: str | None = None) -> Created:
     """Create: insert a queued job in the current transaction (call inside `write_tx`), within
     the per-user limit. `session_id` is the sign-in session its event URLs are signed for."""
     if kind not in KIND_TASKS:
@@ -81,10 +90,10 @@ def new_job(kind: str, user_id: str | None, payload: Payload, request_id: str | 
               "request_id": request_id, "session_id": session_id, "state": QUEUED, "progress": 0.0,
               "attempts": 0, "dispatched_at": now, "created_at": now, "updated_at": now}
     conn.execute(_INSERT, values)
-    return Job(**values)  # a detached copy for the caller (ids, kind, dispatch)
+    return Created(values["id"], kind)
 
 
-def dispatch(job: Job) -> bool:
+def dispatch(job: Created) -> bool:
     """Send a committed job to its queue; on failure leave it (`dispatched_at` empty) for the sweeper."""
     try:
         send(job.id, job.kind)
