@@ -138,14 +138,18 @@ def test_redis_outage_fails_fast_and_loses_nothing(outage, smtp):
         assert shape == [("user", "complete", c["message"]), ("assistant", "complete", FULL_REPLY)], shape
 
     # Beat reconnected too: a job written while nothing could send it is sent by the sweeper.
+    from sqlalchemy import update
+
     from shared import jobs
     from shared.database import db, write_tx
+    from shared.models import Job
     to = new_email()
     with database.app.app_context():
         with write_tx():
             job = jobs.new_job("mail", user["id"], MailPayload(to=to, template="no_account",
                                                                context={"purpose": "register", "minutes": 5}))
-            job.dispatched_at = None  # as dispatch() leaves it when Redis refuses the message
+            # as dispatch() leaves it when Redis refuses the message
+            db.session.execute(update(Job).where(Job.id == job.id).values(dispatched_at=None))
         job_id = job.id
         db.session.remove()
     swept_at = time.monotonic()

@@ -41,22 +41,6 @@ def publish(r: redis.Redis, job_id: str, event: str, data: dict[str, Any] | None
     return entry_id
 
 
-def publish_token(r: redis.Redis, job_id: str, data: dict[str, Any], refresh_ttl: bool) -> bool:
-    """Append a `token` event and tell whether the job was cancelled, in one round trip.
-
-    Tokens are the bulk of all events: the stream's TTL is refreshed only when asked (the
-    caller does it now and then), and the cancel flag comes back with the same reply.
-    """
-    s = get_settings()
-    key = stream_key(job_id)
-    pipe = r.pipeline(transaction=False)
-    pipe.xadd(key, {"e": Event.token.value, "d": _dumps(data)}, maxlen=s.JOB_EVENTS_MAXLEN, approximate=True)
-    if refresh_ttl:
-        pipe.expire(key, s.JOB_EVENTS_TTL)
-    pipe.exists(cancel_key(job_id))
-    return bool(pipe.execute()[-1])
-
-
 def flag_cancel(r: redis.Redis, job_id: str) -> None:
     """Raise the job's cancel flag for its worker."""
     r.set(cancel_key(job_id), "1", ex=get_settings().JOB_EVENTS_TTL)
@@ -65,6 +49,23 @@ def flag_cancel(r: redis.Redis, job_id: str) -> None:
 def is_cancelled(r: redis.Redis, job_id: str) -> bool:
     """Whether the job's cancel flag is up."""
     return bool(r.exists(cancel_key(job_id)))
+
+
+def publish_tokens(r: redis.Redis, tokens: list[tuple[str, dict[str, Any], bool]]) -> dict[str, bool]:
+    """Append the `token` events of many replies (job id, data, refresh the TTL?) in one round trip,
+    in order; answers each job's cancel flag, read in the same pipeline."""
+    s = get_settings()
+    pipe = r.pipeline(transaction=False)
+    for job_id, data, refresh_ttl in tokens:
+        key = stream_key(job_id)
+        pipe.xadd(key, {"e": Event.token.value, "d": _dumps(data)}, maxlen=s.JOB_EVENTS_MAXLEN, approximate=True)
+        if refresh_ttl:
+            pipe.expire(key, s.JOB_EVENTS_TTL)
+    jobs = list(dict.fromkeys(job_id for job_id, _data, _refresh in tokens))
+    for job_id in jobs:
+        pipe.exists(cancel_key(job_id))
+    flags = pipe.execute()[-len(jobs):]
+    return {job_id: bool(flag) for job_id, flag in zip(jobs, flags, strict=True)}
 
 
 def decode(entries) -> list[tuple[str, str, dict]]:

@@ -18,6 +18,7 @@ from shared import jobs
 from shared.jobs import stream
 from shared.payloads import Payload
 from shared.redis_client import get_redis
+from worker.tasks.tokens import tokens
 
 log = logging.getLogger(__name__)
 TOKEN_TTL_REFRESH = 5.0  # seconds between TTL refreshes of a stream while tokens flow
@@ -88,9 +89,9 @@ class JobContext:
         give_up = now + REDIS_OUTAGE_WAIT
         while True:
             try:
-                cancelled = stream.publish_token(get_redis(), self.job_id, data, refresh)
+                cancelled = tokens.send(self.job_id, data, refresh)
                 break
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except (redis.ConnectionError, redis.TimeoutError, TimeoutError) as exc:
                 if time.monotonic() > give_up:
                     raise Transient(f"Redis unreachable while streaming: {exc}", code="redis_unavailable") from exc
                 log.warning("job %s: Redis unreachable while streaming; waiting for it", self.job_id)
