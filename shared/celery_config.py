@@ -52,7 +52,7 @@ def make_celery(main: str, task_cls: type | None = None) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=s.REDIS_SOCKET_TIMEOUT,
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
-        worker_send_task_events=True,
+        worker_send_task_events=False,
         worker_hijack_root_logger=False,
         timezone="UTC",
     )

@@ -103,6 +103,8 @@ def _sqlite_on_connect(dbapi_conn, _record):  # pragma: no cover - driver specif
         # there write_tx waits for the write lock in Python instead, cooperatively.
         cur.execute(f"PRAGMA busy_timeout={0 if _cooperative() else 15000}")
         cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages per connection, not 2
+        cur.execute("PRAGMA mmap_size=268435456")  # reads from the mapped file, without a syscall per page
         cur.close()
 
 
@@ -112,8 +114,9 @@ def _sqlite_on_begin(conn):  # pragma: no cover - driver specific
         options = conn.get_execution_options()
         if options.get("single_read"):  # one SELECT: SQLite runs it in a transaction of its own
             return
-        immediate = options.get("sqlite_immediate")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # On the driver's connection: exec_driver_sql costs ~0.2 ms of SQLAlchemy around a
+        # statement that takes microseconds, twice per job.
+        conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if options.get("sqlite_immediate") else "BEGIN")
 
 
 def _cooperative() -> bool:

@@ -16,6 +16,7 @@ from shared import speech, workers
 from shared.app import create_app
 from shared.celery_config import make_celery
 from shared.database import db
+from shared.jobs.publisher import publisher
 from shared.logs import configure_logging, job_id_var, request_id_var
 from shared.redis_client import get_redis, reset_redis
 from shared.settings import get_settings
@@ -103,6 +104,12 @@ def _publish_voices() -> None:
     speech.publish_voices(get_redis(), engine.name, voices, default)
 
 
+@signals.worker_process_shutdown.connect
+def _flush_events(**_):
+    publisher.flush()  # a pool child's terminal events still pending
+
+
 @signals.worker_shutdown.connect
 def _leave(**_):
     _presence_stop.set()
+    publisher.flush()

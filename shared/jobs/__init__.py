@@ -3,6 +3,7 @@
 - `shared.jobs.lifecycle`: the state machine; every write of a job's state (read it first).
 - `shared.jobs.events`: the event names and the terminal event of each final state.
 - `shared.jobs.stream`: a job's event stream in Redis (publish, read, the cancel flag).
+- `shared.jobs.publisher`: the process's batched writer of events to those streams.
 - `shared.jobs.kinds`: the kinds, their tasks, sending a task message.
 - `shared.jobs.holders`: which worker process holds a running job.
 

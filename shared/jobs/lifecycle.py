@@ -14,7 +14,8 @@
   lease expired or whose holder (a process on this host) is gone; `renew` extends the leases
   of a process's jobs. A job delivered twice runs once at a time.
 - `succeed` and `fail` write the final state (only while the caller still holds the job),
-  then publish the terminal event. `retry` puts it back to queued for Celery's retry.
+  then hand the terminal event to the process's publisher (not waited for: the record has
+  it). `retry` puts it back to queued for Celery's retry.
 - `cancel` records the request: the state, and the flag the holder checks. While a job runs,
   its worker owns its rows: it applies the cancel, and `settle_cancel` (which it, or the
   sweeper for a dead worker, calls) says exactly once who finalises them. A job cancelled while
@@ -35,10 +36,12 @@ from shared.jobs import stream
 from shared.jobs.events import final_event
 from shared.jobs.holders import Claimed, is_dead, this_process
 from shared.jobs.kinds import KIND_TASKS, send
+from shared.jobs.publisher import publisher
 from shared.models import Job, JobState
 from shared.models.job import ACTIVE_STATES, TERMINAL_STATES
 from shared.models.user import new_id
 from shared.payloads import PAYLOADS, Payload
+from shared.prepared import Prepared
 from shared.redis_client import get_redis
 from shared.settings import get_settings
 
@@ -133,28 +136,29 @@ def _lease_end(now: datetime) -> datetime:
 
 # The hot statements of every job, built once; a call binds only its values.
 _NOW = bindparam("now", type_=c.updated_at.type)
-_CLAIM = (update(JOBS).where(c.id == bindparam("job_id"), c.state == QUEUED)
-          .values(state=RUNNING, lease_owner=bindparam("owner"), attempts=c.attempts + 1,
-                  lease_expires_at=bindparam("lease_end", type_=c.lease_expires_at.type),
-                  started_at=func.coalesce(c.started_at, _NOW), updated_at=_NOW)
-          .returning(c.kind, c.user_id, c.payload, c.attempts, c.request_id))
+_CLAIM = Prepared(update(JOBS).where(c.id == bindparam("job_id"), c.state == QUEUED)
+                  .values(state=RUNNING, lease_owner=bindparam("owner"), attempts=c.attempts + 1,
+                          lease_expires_at=bindparam("lease_end", type_=c.lease_expires_at.type),
+                          started_at=func.coalesce(c.started_at, _NOW), updated_at=_NOW)
+                  .returning(c.kind, c.user_id, c.payload, c.attempts, c.request_id))
 _HELD = (c.id == bindparam("job_id"), c.lease_owner == bindparam("owner"), c.state == RUNNING)
 _ENDED = {"finished_at": _NOW, "updated_at": _NOW, "lease_expires_at": None}
-_SUCCEED = update(JOBS).where(*_HELD).values(state=JobState.succeeded.value, progress=1.0, error=None,
-                                             result=bindparam("b_result", type_=c.result.type), **_ENDED)
-_FAIL = update(JOBS).where(*_HELD).values(state=JobState.failed.value, error=bindparam("b_error", type_=c.error.type),
-                                          **_ENDED)
+_REWRITTEN = {"payload": bindparam("b_payload", type_=c.payload.type)}  # the handler rewrote its input (rare)
+_SUCCEED_VALUES = {"state": JobState.succeeded.value, "progress": 1.0, "error": None,
+                   "result": bindparam("b_result", type_=c.result.type), **_ENDED}
+_FAIL_VALUES = {"state": JobState.failed.value, "error": bindparam("b_error", type_=c.error.type), **_ENDED}
+_SUCCEED = tuple(Prepared(update(JOBS).where(*_HELD).values(**_SUCCEED_VALUES, **extra)) for extra in ({}, _REWRITTEN))
+_FAIL = tuple(Prepared(update(JOBS).where(*_HELD).values(**_FAIL_VALUES, **extra)) for extra in ({}, _REWRITTEN))
 
 
 def claim(job_id: str) -> Claimed | None:
     """Take the job: a queued one in one UPDATE ... RETURNING; a running one only if its holder is gone."""
     now, owner = utcnow(), this_process()
-    with write_tx():
-        taken = db.session.connection().execute(_CLAIM, {"job_id": job_id, "owner": owner, "now": now,
-                                                         "lease_end": _lease_end(now)}).first()
-    if taken is not None:
-        return Claimed(job_id, taken.kind, taken.user_id, dict(taken.payload or {}), taken.attempts,
-                       taken.request_id, owner)
+    db.session.commit()  # the claim is a transaction of its own (on the driver's connection)
+    _count, rows = _CLAIM.run({"job_id": job_id, "owner": owner, "now": now, "lease_end": _lease_end(now)})
+    if rows:
+        kind, user_id, payload, attempts, request_id = rows[0]
+        return Claimed(job_id, kind, user_id, dict(payload or {}), attempts, request_id, owner)
     return _take_over(job_id)
 
 
@@ -201,18 +205,18 @@ def progress(job_id: str, fraction: float) -> None:
         db.session.execute(update(JOBS).where(c.id == job_id, c.state == RUNNING).values(progress=fraction))
 
 
-def _end(stmt, job_id: str, owner: str, payload: Payload | None, **values: Any) -> bool:
-    if payload is not None:  # the handler rewrote its input (rare): one more column
-        stmt = stmt.values(payload=bindparam("b_payload", type_=c.payload.type))
+def _end(stmts: tuple[Prepared, Prepared], job_id: str, owner: str, payload: Payload | None, **values: Any) -> bool:
+    """Run the final UPDATE (the second of `stmts` when the handler rewrote its input) in its own transaction."""
+    if payload is not None:
         values["b_payload"] = payload.model_dump(mode="json")
-    with write_tx():
-        return bool(db.session.connection().execute(stmt, {"job_id": job_id, "owner": owner, "now": utcnow(),
-                                                           **values}).rowcount)
+    db.session.commit()
+    count, _rows = stmts[payload is not None].run({"job_id": job_id, "owner": owner, "now": utcnow(), **values})
+    return bool(count)
 
 
 def _announce(job_id: str, state: str, result: dict | None, error: dict | None) -> None:
     name, data = final_event(state, result, error)
-    stream.publish(get_redis(), job_id, name, data)
+    publisher.post(job_id, name, data)  # not waited for: the record has it (shared/jobs/publisher.py)
 
 
 def succeed(job_id: str, owner: str, result: dict, payload: Payload | None = None) -> bool:

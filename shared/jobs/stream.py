@@ -51,17 +51,17 @@ def is_cancelled(r: redis.Redis, job_id: str) -> bool:
     return bool(r.exists(cancel_key(job_id)))
 
 
-def publish_tokens(r: redis.Redis, tokens: list[tuple[str, dict[str, Any], bool]]) -> dict[str, bool]:
-    """Append the `token` events of many replies (job id, data, refresh the TTL?) in one round trip,
-    in order; answers each job's cancel flag, read in the same pipeline."""
+def publish_many(r: redis.Redis, events: list[tuple[str, str, dict[str, Any], bool]]) -> dict[str, bool]:
+    """Append the events of many jobs (job id, event, data, refresh the TTL?) in one round trip, in
+    order; answers each job's cancel flag, read in the same pipeline."""
     s = get_settings()
     pipe = r.pipeline(transaction=False)
-    for job_id, data, refresh_ttl in tokens:
+    for job_id, event, data, refresh_ttl in events:
         key = stream_key(job_id)
-        pipe.xadd(key, {"e": Event.token.value, "d": _dumps(data)}, maxlen=s.JOB_EVENTS_MAXLEN, approximate=True)
+        pipe.xadd(key, {"e": str(event), "d": _dumps(data)}, maxlen=s.JOB_EVENTS_MAXLEN, approximate=True)
         if refresh_ttl:
             pipe.expire(key, s.JOB_EVENTS_TTL)
-    jobs = list(dict.fromkeys(job_id for job_id, _data, _refresh in tokens))
+    jobs = list(dict.fromkeys(job_id for job_id, _event, _data, _refresh in events))
     for job_id in jobs:
         pipe.exists(cancel_key(job_id))
     flags = pipe.execute()[-len(jobs):]

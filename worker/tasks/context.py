@@ -16,9 +16,9 @@ import redis
 
 from shared import jobs
 from shared.jobs import stream
+from shared.jobs.publisher import publisher
 from shared.payloads import Payload
 from shared.redis_client import get_redis
-from worker.tasks.tokens import tokens
 
 log = logging.getLogger(__name__)
 TOKEN_TTL_REFRESH = 5.0  # seconds between TTL refreshes of a stream while tokens flow
@@ -89,7 +89,7 @@ class JobContext:
         give_up = now + REDIS_OUTAGE_WAIT
         while True:
             try:
-                cancelled = tokens.send(self.job_id, data, refresh)
+                cancelled = publisher.send(self.job_id, jobs.Event.token.value, data, refresh)
                 break
             except (redis.ConnectionError, redis.TimeoutError, TimeoutError) as exc:
                 if time.monotonic() > give_up:
