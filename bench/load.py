@@ -32,8 +32,10 @@ def wrk(url: str, lines: list[str], body: str, seconds: int, connections: int, t
     if not m:
         raise RuntimeError(f"wrk printed no result:\n{out.stdout}\n{out.stderr}")
     rps, p50, p99, errors, non2xx, total, ok = m.groups()
+    statuses = re.search(r"STATUSES (\S*)", out.stdout)
     return {"rps": float(rps), "p50": float(p50), "p99": float(p99), "errors": int(errors),
-            "non2xx": int(non2xx), "total": int(total), "ok": int(ok)}
+            "non2xx": int(non2xx), "total": int(total), "ok": int(ok),
+            "statuses": statuses.group(1) if statuses else ""}
 
 
 def compare(targets: dict[str, tuple[str, list[str]]], body: str, seconds: int, runs: int, tmp: Path,
@@ -47,7 +49,8 @@ def compare(targets: dict[str, tuple[str, list[str]]], body: str, seconds: int, 
             nonce = f"b{time.time_ns():x}{k}{name[:3]}" if idempotent_posts else ""
             out = wrk(url, lines, body, seconds, connections, tmp, idempotency=nonce)
             print(f"    {name} run {k + 1}/{runs}: {out['rps']:.1f} req/s (2xx), p50 {out['p50']:.1f} ms, "
-                  f"p99 {out['p99']:.1f} ms, non-2xx {out['non2xx']}, errors {out['errors']}", flush=True)
+                  f"p99 {out['p99']:.1f} ms, non-2xx {out['non2xx']}, errors {out['errors']}, "
+                  f"statuses {out['statuses']}", flush=True)
             done[name].append(out)
             if between:
                 between()

@@ -8,6 +8,7 @@ the same code runs unchanged.
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -135,7 +136,7 @@ def _begin_immediate(session) -> None:
         try:
             session.connection(execution_options={"sqlite_immediate": True})
             return
-        except OperationalError as exc:
+        except (OperationalError, sqlite3.OperationalError) as exc:  # the BEGIN runs on the driver (above)
             if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
                 raise
             session.rollback()

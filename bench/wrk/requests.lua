@@ -21,6 +21,7 @@ function setup(thread)
 end
 
 ok = 0
+statuses = {}
 local i = nil
 request = function()
   if i == nil then i = start or 0 end
@@ -36,11 +37,19 @@ end
 
 response = function(status, headers, body)
   if status >= 200 and status < 300 then ok = ok + 1 end
+  statuses[status] = (statuses[status] or 0) + 1
 end
 
 done = function(summary, latency, requests)
   local good = 0
-  for _, thread in ipairs(threads) do good = good + (thread:get("ok") or 0) end
+  local seen = {}
+  for _, thread in ipairs(threads) do
+    good = good + (thread:get("ok") or 0)
+    for status, n in pairs(thread:get("statuses") or {}) do seen[status] = (seen[status] or 0) + n end
+  end
+  local parts = {}
+  for status, n in pairs(seen) do parts[#parts + 1] = string.format("%d:%d", status, n) end
+  io.write("STATUSES " .. table.concat(parts, ",") .. "\n")
   local seconds = summary.duration / 1e6
   io.write(string.format("RESULT rps=%.1f p50=%.3f p99=%.3f errors=%d non2xx=%d total=%d ok=%d\n",
     good / seconds, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
