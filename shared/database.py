@@ -128,20 +128,31 @@ def _cooperative() -> bool:
 LOCK_WAIT_SECONDS = 15.0
 
 
-def _begin_immediate(session) -> None:
-    """Take the write lock up front, waiting for it in Python (a cooperative sleep under gevent)."""
+def wait_for_write_lock(begin, after_refusal=None) -> None:
+    """Call `begin` (a BEGIN IMMEDIATE) until SQLite grants the write lock, up to LOCK_WAIT_SECONDS.
+
+    With a busy timeout SQLite waits inside `begin`; with none (under gevent) the wait is here,
+    a cooperative sleep. `after_refusal` cleans up a refused attempt. The driver's error and
+    SQLAlchemy's wrapper of it are both a refusal: a BEGIN may run on either.
+    """
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     delay = 0.0005
     while True:
         try:
-            session.connection(execution_options={"sqlite_immediate": True})
+            begin()
             return
-        except (OperationalError, sqlite3.OperationalError) as exc:  # the BEGIN runs on the driver (above)
+        except (OperationalError, sqlite3.OperationalError) as exc:
             if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
                 raise
-            session.rollback()
+            if after_refusal is not None:
+                after_refusal()
             time.sleep(delay)
             delay = min(delay * 2, 0.02)
+
+
+def _begin_immediate(session) -> None:
+    """Take the write lock up front on the session's connection."""
+    wait_for_write_lock(lambda: session.connection(execution_options={"sqlite_immediate": True}), session.rollback)
 
 
 @contextmanager

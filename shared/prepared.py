@@ -11,11 +11,10 @@ runs the same statement in the driver's implicit transaction.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
-from shared.database import LOCK_WAIT_SECONDS, db
+from shared.database import db, wait_for_write_lock
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ class Prepared:
             driver = pooled.driver_connection
             sqlite = engine.dialect.name == "sqlite"
             if sqlite:
-                _begin_immediate(driver)
+                wait_for_write_lock(lambda: driver.execute("BEGIN IMMEDIATE"))
             try:
                 cursor = driver.cursor()
                 cursor.execute(compiled.sql, params)
@@ -78,19 +77,3 @@ class Prepared:
         if compiled.results:
             rows = [tuple(p(v) if p else v for p, v in zip(compiled.results, row, strict=True)) for row in rows]
         return (len(rows) if compiled.results else count), rows
-
-
-def _begin_immediate(driver) -> None:
-    """BEGIN IMMEDIATE, waiting for the lock: SQLite's busy handler, or (busy timeout 0, under gevent) here."""
-    import sqlite3
-    deadline = time.monotonic() + LOCK_WAIT_SECONDS
-    delay = 0.0005
-    while True:
-        try:
-            driver.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)

@@ -18,7 +18,8 @@ from shared.jobs.lifecycle import JOBS
 from shared.models.user import new_id
 from tests.conftest import USING_POSTGRES
 
-pytestmark = pytest.mark.skipif(USING_POSTGRES, reason="SQLite's write lock: PostgreSQL has row locks instead")
+pytestmark = pytest.mark.skipif(
+    USING_POSTGRES, reason="needs SQLite: this run uses PostgreSQL, which has no database-wide write lock")
 
 
 def _hold_write_lock(path: str, seconds: float, held: threading.Event) -> None:
