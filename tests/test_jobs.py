@@ -284,7 +284,8 @@ def test_payloads_are_typed_and_validated_again_by_the_worker(app, client, users
     assert found["state"] == "failed" and found["error"]["code"] == "bad_payload" and found["attempts"] == 1, found
 
 
-def test_a_running_reply_is_cancelled_by_its_worker_or_once_by_the_sweeper_when_it_died(app, client, users):
+def test_a_running_reply_is_cancelled_by_its_worker_or_once_by_the_sweeper_when_it_died(app, client, users,
+                                                                                       monkeypatch):
     """One owner per row while a job runs: cancelling a running chat job records the request (state,
     flag, event) and leaves the reply to its worker. Its worker here is dead (a holder that no
     longer renews its lease): the sweeper applies the cancel, keeping what streamed, exactly once."""
@@ -295,7 +296,10 @@ def test_a_running_reply_is_cancelled_by_its_worker_or_once_by_the_sweeper_when_
     from shared.models import Job, Message
     from shared.redis_client import get_redis
     from worker.tasks.maintenance import sweep_jobs
+    import api.services.chat
     a = users()
+    # The job goes to the ghost host below, not to this run's worker (which would race it for the claim).
+    monkeypatch.setattr(api.services.chat, "dispatch", lambda job: None)
     sent = client.post("/api/chat/send", headers=bearer(a["access_token"]), json={"message": "tell me"}).get_json()
     job_id = sent["job_id"]
     with app.app_context():

@@ -107,13 +107,12 @@ _READ_OWNERLESS = _READ.where(JOBS.c.id == bindparam("job_id"), JOBS.c.user_id.i
 
 def _read(job_id: str, user_id: str | None) -> Row | None:
     """The job's row if `user_id` owns it (None: a job without an owner); built once, bound per call."""
-    conn = db.session.connection(execution_options={"single_read": True})
-    if user_id is None:
-        row = conn.execute(_READ_OWNERLESS, {"job_id": job_id}).first()
-    else:
-        row = conn.execute(_READ_OWNED, {"job_id": job_id, "user_id": user_id}).first()
-    db.session.commit()  # end the read: a stream holds no transaction
-    return row
+    # A pooled connection of its own, outside the request's session: one SELECT needs no unit of
+    # work, and a stream that follows holds no transaction.
+    with db.engine.connect().execution_options(single_read=True) as conn:
+        if user_id is None:
+            return conn.execute(_READ_OWNERLESS, {"job_id": job_id}).first()
+        return conn.execute(_READ_OWNED, {"job_id": job_id, "user_id": user_id}).first()
 
 
 def get_owned(job_id: str, user: Caller | None) -> Row:
