@@ -291,12 +291,12 @@ def test_a_running_reply_is_cancelled_by_its_worker_or_once_by_the_sweeper_when_
     longer renews its lease): the sweeper applies the cancel, keeping what streamed, exactly once."""
     from sqlalchemy import update
 
+    import api.services.chat
     from shared.database import db, utcnow, write_tx
     from shared.jobs import stream
     from shared.models import Job, Message
     from shared.redis_client import get_redis
     from worker.tasks.maintenance import sweep_jobs
-    import api.services.chat
     a = users()
     # The job goes to the ghost host below, not to this run's worker (which would race it for the claim).
     monkeypatch.setattr(api.services.chat, "dispatch", lambda job: None)
