@@ -24,7 +24,6 @@ import json
 import os
 import re
 import socket
-import time
 import uuid
 from datetime import timedelta
 
@@ -35,12 +34,12 @@ from kombu import Connection
 from kombu.pools import producers
 from pydantic import ValidationError
 from sqlalchemy import bindparam, create_engine, insert, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from api.extensions.jwt import revoked_key, session_key, session_of
 from api.schemas.chat import SendBody
 from shared.celery_config import route_for
-from shared.database import LOCK_WAIT_SECONDS, normalise_url, utcnow  # also the SQLite connect and BEGIN hooks
+from shared.database import normalise_url, utcnow, wait_for_write_lock  # also the SQLite connect and BEGIN hooks
 from shared.jobs.kinds import KIND_TASKS
 from shared.models import Conversation, IdempotencyKey, Job, Message
 from shared.redis_client import MAX_CONNECTIONS
@@ -113,23 +112,13 @@ def create_app() -> Flask:
         return claims["sub"], Binding(claims["sub"], claims.get("ver"), sid)
 
     def write(statements) -> None:
-        """One write transaction: BEGIN IMMEDIATE, waited for cooperatively (as shared.database.write_tx)."""
-        deadline, delay = time.monotonic() + LOCK_WAIT_SECONDS, 0.0005
-        while True:
-            with engine.connect() as conn:
-                try:
-                    conn.execution_options(sqlite_immediate=True).begin()
-                except OperationalError as exc:
-                    if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
-                        raise
-                else:
-                    for stmt, params in statements:
-                        if conn.execute(stmt, params).rowcount == 0:
-                            raise Refused(404, "not_found", "no such conversation")
-                    conn.commit()
-                    return
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)
+        """One write transaction: BEGIN IMMEDIATE, waited for as shared.database.write_tx waits."""
+        with engine.connect() as conn:
+            wait_for_write_lock(lambda: conn.execution_options(sqlite_immediate=True).begin(), conn.rollback)
+            for stmt, params in statements:
+                if conn.execute(stmt, params).rowcount == 0:
+                    raise Refused(404, "not_found", "no such conversation")
+            conn.commit()
 
     def publish(job_id: str) -> None:
         """The message `celery.send_task(TASK, args=[job_id], task_id=job_id)` sends (protocol 2)."""
