@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 import requests
@@ -79,6 +80,27 @@ def test_idempotency_key(client, users):
     other = users()  # keys are per user
     r = send(client, other["access_token"], "same", headers=key)
     assert r.status_code == 202 and r.get_json()["job_id"] != a.get_json()["job_id"]
+
+
+def test_an_idempotency_key_past_its_time_to_live_is_free_again(app, client, users):
+    """A key older than IDEMPOTENCY_TTL_HOURS that the purge has not removed yet sends anew:
+    the insert that its unique constraint refuses is retried once the old record is gone."""
+    from sqlalchemy import update
+
+    from shared.database import db, utcnow, write_tx
+    from shared.models import IdempotencyKey
+    from shared.settings import get_settings
+    u = users()
+    key = {"Idempotency-Key": "old-" + uuid.uuid4().hex}
+    first = send(client, u["access_token"], "same", headers=key).get_json()
+    with app.app_context(), write_tx():
+        aged = utcnow() - timedelta(hours=get_settings().IDEMPOTENCY_TTL_HOURS, minutes=1)
+        assert db.session.execute(update(IdempotencyKey).where(IdempotencyKey.key == key["Idempotency-Key"])
+                                  .values(created_at=aged)).rowcount == 1
+    again = send(client, u["access_token"], "same", headers=key)
+    assert again.status_code == 202 and again.get_json()["job_id"] != first["job_id"]
+    replay = send(client, u["access_token"], "same", headers=key)
+    assert replay.get_json()["job_id"] == again.get_json()["job_id"], "the new record answers replays now"
 
 
 def test_bad_input_is_refused_and_stores_nothing(client, users):

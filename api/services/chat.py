@@ -15,12 +15,12 @@ from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, updat
 from sqlalchemy.exc import IntegrityError
 
 from api.errors import APIError
-from api.extensions.limiter import per_user
+from api.extensions.limiter import RateLimited, per_user
 from api.security import url_binding
 from api.services.identity import Caller
 from api.services.jobs import caller_session, cancel, envelope
 from shared.database import db, utcnow, write_tx
-from shared.jobs import dispatch, new_job, stream
+from shared.jobs import Created, dispatch, new_job, stream
 from shared.models import Conversation, IdempotencyKey, Job, Message, MessageStatus
 from shared.models.job import ACTIVE_STATES
 from shared.models.user import new_id
@@ -67,66 +67,87 @@ def _replay(record: IdempotencyKey, request_hash: str) -> dict:
 
 
 def _find_key(user_id: str, key: str) -> IdempotencyKey | None:
-    since = utcnow() - timedelta(hours=get_settings().IDEMPOTENCY_TTL_HOURS)
     return db.session.execute(select(IdempotencyKey).where(
-        IdempotencyKey.user_id == user_id, IdempotencyKey.scope == SCOPE, IdempotencyKey.key == key,
-        IdempotencyKey.created_at >= since)).scalar_one_or_none()
+        IdempotencyKey.user_id == user_id, IdempotencyKey.scope == SCOPE, IdempotencyKey.key == key)
+    ).scalar_one_or_none()
+
+
+def _expired(record: IdempotencyKey) -> bool:
+    return record.created_at < utcnow() - timedelta(hours=get_settings().IDEMPOTENCY_TTL_HOURS)
 
 
 def send(user: Caller, body: dict, idempotency_key: str | None) -> dict:
-    """Store the message, an empty reply and its job, then queue it; a known Idempotency-Key replays the answer."""
+    """Store the message, an empty reply and its job, then queue it; a known Idempotency-Key replays the answer.
+
+    The key is not looked up first: its unique constraint refuses a second insert, and only
+    then is the first answer read (a replay is rare; a lookup on every send is not).
+    """
     request_hash = _request_hash(body)
-    if idempotency_key is not None:
-        if not IDEMPOTENCY_KEY.match(idempotency_key):
-            raise APIError(400, "invalid_idempotency_key",
-                           "Idempotency-Key must be 8-128 characters of letters, digits, _ . : -")
-        found = _find_key(user.id, idempotency_key)
-        if found:
-            return _replay(found, request_hash)
-    per_user(get_settings().CHAT_RATE_LIMIT, "chat", user.id)  # a replay queues nothing: not counted
+    if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
+        raise APIError(400, "invalid_idempotency_key",
+                       "Idempotency-Key must be 8-128 characters of letters, digits, _ . : -")
+    try:
+        per_user(get_settings().CHAT_RATE_LIMIT, "chat", user.id)
+    except RateLimited:
+        found = _find_key(user.id, idempotency_key) if idempotency_key else None
+        if found is None or _expired(found):
+            raise
+        return _replay(found, request_hash)  # a replay queues nothing: answered past the limit too
     conversation_id = body.get("conversation_id")
     if conversation_id:
         get_conversation(user, conversation_id)
-    try:
-        with write_tx():
-            now = utcnow()
-            new_conversation = not conversation_id
-            conversation_id = conversation_id or new_id()
-            question_id, reply_id = new_id(), new_id()
-            # The job first: its per-user limit is a query, and nothing else is pending yet.
-            payload = ChatPayload(conversation_id=conversation_id, user_message_id=question_id,
-                                  reply_message_id=reply_id, options=ChatOptions(**(body.get("options") or {})))
-            job = new_job("chat", user.id, payload,
-                          request_id=g.get("request_id"), session_id=caller_session())
-            conn = db.session.connection()
-            if new_conversation:
-                conn.execute(_INSERT_CONVERSATION, {"id": conversation_id, "user_id": user.id,
-                                                    "title": _title_from(body["message"]),
-                                                    "created_at": now, "updated_at": now})
-            else:
-                conn.execute(_TOUCH_CONVERSATION, {"conversation_id": conversation_id, "now": now})
-            conn.execute(_INSERT_MESSAGES, [
-                {"id": question_id, "conversation_id": conversation_id, "role": "user", "content": body["message"],
-                 "status": MessageStatus.complete.value, "job_id": None, "created_at": now, "updated_at": now},
-                {"id": reply_id, "conversation_id": conversation_id, "role": "assistant", "content": "",
-                 "status": MessageStatus.streaming.value, "job_id": job.id,
-                 "created_at": now + timedelta(microseconds=1), "updated_at": now},
-            ])
-            answer = {"job_id": job.id, "conversation_id": conversation_id, "message_id": question_id,
-                      "reply_message_id": reply_id}
-            if idempotency_key is not None:
-                conn.execute(_INSERT_KEY, [{
-                    "id": new_id(), "user_id": user.id, "scope": SCOPE, "key": idempotency_key,
-                    "request_hash": request_hash, "response": answer, "created_at": now}])
-    except IntegrityError:
-        # The same key raced in from another request: answer as that one did.
-        db.session.rollback()
-        found = _find_key(user.id, idempotency_key) if idempotency_key else None
-        if found is None:
-            raise
-        return _replay(found, request_hash)
+    for _ in range(2):
+        try:
+            answer, job = _store(user, body, conversation_id, idempotency_key, request_hash)
+            break
+        except IntegrityError:
+            db.session.rollback()
+            found = _find_key(user.id, idempotency_key) if idempotency_key else None
+            if found is None:
+                raise
+            if not _expired(found):
+                return _replay(found, request_hash)  # the key's first request (or a racing twin)
+            with write_tx():  # past its time to live, not yet purged: the key is free again
+                db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == found.id))
+    else:
+        raise APIError(409, "idempotency_conflict", "this Idempotency-Key is being used by another request")
     dispatch(job)
     return {**answer, **envelope(job.id)}
+
+
+def _store(user: Caller, body: dict, conversation_id: str | None, idempotency_key: str | None,
+           request_hash: str) -> tuple[dict, Created]:
+    """In one transaction: the job, the conversation (new, or touched), both messages, the key."""
+    with write_tx():
+        now = utcnow()
+        new_conversation = not conversation_id
+        conversation_id = conversation_id or new_id()
+        question_id, reply_id = new_id(), new_id()
+        # The job first: its per-user limit is a query, and nothing else is pending yet.
+        payload = ChatPayload(conversation_id=conversation_id, user_message_id=question_id,
+                              reply_message_id=reply_id, options=ChatOptions(**(body.get("options") or {})))
+        job = new_job("chat", user.id, payload, request_id=g.get("request_id"), session_id=caller_session())
+        conn = db.session.connection()
+        if new_conversation:
+            conn.execute(_INSERT_CONVERSATION, {"id": conversation_id, "user_id": user.id,
+                                                "title": _title_from(body["message"]),
+                                                "created_at": now, "updated_at": now})
+        else:
+            conn.execute(_TOUCH_CONVERSATION, {"conversation_id": conversation_id, "now": now})
+        conn.execute(_INSERT_MESSAGES, [
+            {"id": question_id, "conversation_id": conversation_id, "role": "user", "content": body["message"],
+             "status": MessageStatus.complete.value, "job_id": None, "created_at": now, "updated_at": now},
+            {"id": reply_id, "conversation_id": conversation_id, "role": "assistant", "content": "",
+             "status": MessageStatus.streaming.value, "job_id": job.id,
+             "created_at": now + timedelta(microseconds=1), "updated_at": now},
+        ])
+        answer = {"job_id": job.id, "conversation_id": conversation_id, "message_id": question_id,
+                  "reply_message_id": reply_id}
+        if idempotency_key is not None:
+            conn.execute(_INSERT_KEY, [{
+                "id": new_id(), "user_id": user.id, "scope": SCOPE, "key": idempotency_key,
+                "request_hash": request_hash, "response": answer, "created_at": now}])
+    return answer, job
 
 
 def message_out(m: Message) -> dict:
