@@ -36,6 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from api.extensions.jwt import revoked_key, session_key, session_of
 from api.schemas.chat import SendBody
 from shared.database import normalise_url, utcnow, wait_for_write_lock  # also the SQLite connect and BEGIN hooks
+from shared.jobs.kinds import send as publish
 from shared.models import Conversation, IdempotencyKey, Job, Message
 from shared.redis_client import MAX_CONNECTIONS
 from shared.settings import get_settings
@@ -171,7 +172,7 @@ def create_app() -> Flask:
             if row is None or row.request_hash != request_hash:
                 raise Refused(422, "idempotency_key_reused", "this key was used with another body") from None
             return {**row.response, **job_urls(row.response["job_id"], binding)}, 202
-        send(job_id, "chat")  # the Celery message, published with kombu (shared.jobs.kinds)
+        publish(job_id, "chat")  # the Celery message, published with kombu (shared.jobs.kinds)
         return {**answer, **job_urls(job_id, binding)}, 202
 
     @app.get("/api/jobs/<job_id>")

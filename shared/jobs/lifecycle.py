@@ -62,8 +62,15 @@ class JobLimitExceeded(Exception):
 
 
 # Built once: the enqueue path runs them on every request, on the session's connection (no ORM).
+# A user's job is inserted only while fewer than the limit are active: the count and the
+# insert are one statement (INSERT ... SELECT ... WHERE count < limit; no row: refused).
+_FIELDS = ("id", "kind", "user_id", "payload", "request_id", "session_id", "state", "progress", "attempts",
+           "dispatched_at", "created_at", "updated_at")
 _ACTIVE_JOBS = select(func.count()).select_from(JOBS).where(
-    c.user_id == bindparam("user_id"), c.kind == bindparam("kind"), c.state.in_(ACTIVE_STATES))
+    c.user_id == bindparam("user_id"), c.kind == bindparam("kind"), c.state.in_(ACTIVE_STATES)).scalar_subquery()
+_INSERT_WITHIN_LIMIT = insert(JOBS).from_select(
+    _FIELDS, select(*(bindparam(name, type_=c[name].type) for name in _FIELDS)).where(
+        _ACTIVE_JOBS < bindparam("limit"))).execution_options(preserve_rowcount=True)  # psycopg: else -1
 _INSERT = insert(JOBS)
 
 
@@ -83,16 +90,17 @@ def new_job(kind: str, user_id: str | None, payload: Payload, request_id: str | 
         raise ValueError(f"unknown job kind {kind!r}")
     if type(payload) is not PAYLOADS[kind]:
         raise TypeError(f"a {kind} job takes a {PAYLOADS[kind].__name__}, not {type(payload).__name__}")
-    conn = db.session.connection()
-    if user_id is not None:
-        limit = get_settings().MAX_ACTIVE_JOBS_PER_KIND
-        if conn.execute(_ACTIVE_JOBS, {"user_id": user_id, "kind": kind}).scalar_one() >= limit:
-            raise JobLimitExceeded(kind, limit)
     now = utcnow()
     values = {"id": new_id(), "kind": kind, "user_id": user_id, "payload": payload.model_dump(mode="json"),
               "request_id": request_id, "session_id": session_id, "state": QUEUED, "progress": 0.0,
               "attempts": 0, "dispatched_at": now, "created_at": now, "updated_at": now}
-    conn.execute(_INSERT, values)
+    conn = db.session.connection()
+    if user_id is None:
+        conn.execute(_INSERT, values)
+    else:
+        limit = get_settings().MAX_ACTIVE_JOBS_PER_KIND
+        if conn.execute(_INSERT_WITHIN_LIMIT, {**values, "limit": limit}).rowcount != 1:
+            raise JobLimitExceeded(kind, limit)
     return Created(values["id"], kind)
 
 
