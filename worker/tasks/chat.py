@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from shared.database import db, utcnow, write_tx
 from shared.jobs import CANCEL_ERROR, JobLimitExceeded, dispatch, new_job, stream
@@ -20,12 +20,17 @@ from shared.redis_client import get_redis
 from shared.retrieval import get_retriever
 from shared.settings import get_settings
 from shared.signing import job_binding, job_urls
-from worker.prompting import build_messages
+from worker.prompting import build_messages, read_turn
 from worker.providers.llm import LLMError, LLMUnavailable, get_provider
 from worker.tasks.base import job_task
 from worker.tasks.context import Cancelled, JobContext, JobFailed, Transient
 
 log = logging.getLogger(__name__)
+FILES = File.__table__
+# Built once: does the user see any ready file (retrieval is on by default then)?
+_READY_FILE = select(FILES.c.id).where(
+    or_(FILES.c.user_id == bindparam("user_id"), FILES.c.scope == FileScope.public.value),
+    FILES.c.status == FileStatus.ready.value).limit(1)
 
 
 def _save(message_id: str, content: str, status: str, **extra) -> None:
@@ -41,9 +46,7 @@ def _retrieve(user_id: str | None, question: str, wanted: bool | None) -> tuple[
     """
     if not user_id or wanted is False:
         return None, None
-    if wanted is None and not db.session.execute(select(func.count()).select_from(File).where(
-            or_(File.user_id == user_id, File.scope == FileScope.public.value),
-            File.status == FileStatus.ready.value)).scalar_one():
+    if wanted is None and db.session.connection().execute(_READY_FILE, {"user_id": user_id}).first() is None:
         return None, None
     try:
         hits = get_retriever().search(user_id, question, get_settings().KNOWLEDGE_TOP_K)
@@ -99,12 +102,12 @@ def chat_reply(ctx: JobContext) -> dict:
     """Generate the reply from the provider, streaming each token; store it complete, cancelled or failed."""
     s = get_settings()
     p: ChatPayload = ctx.payload
-    question = db.session.get(Message, p.user_message_id)
-    reply = db.session.get(Message, p.reply_message_id)
-    if question is None or reply is None:
+    turn = read_turn(p.conversation_id, p.user_message_id, p.reply_message_id)
+    if turn is None:
         raise JobFailed("conversation_gone", "the conversation was deleted")
+    question, reply, history = turn
     context, citations = _retrieve(ctx.user_id, question.content, p.options.use_knowledge)
-    messages = build_messages(p.conversation_id, question, context)
+    messages = build_messages(history, context)
     reply_id, created_at = reply.id, reply.created_at
     db.session.commit()  # end the read transaction before the long generation
     if ctx.attempt > 1 or citations:  # a re-run starts the reply over; citations go on it now
