@@ -31,6 +31,11 @@ FILES = File.__table__
 _READY_FILE = select(FILES.c.id).where(
     or_(FILES.c.user_id == bindparam("user_id"), FILES.c.scope == FileScope.public.value),
     FILES.c.status == FileStatus.ready.value).limit(1)
+# The reply's end, and its conversation's new activity time.
+_COMPLETE = update(Message.__table__).where(Message.__table__.c.id == bindparam("reply_id")).values(
+    content=bindparam("content"), status=MessageStatus.complete.value, updated_at=bindparam("now"))
+_TOUCH = update(Conversation.__table__).where(Conversation.__table__.c.id == bindparam("conversation_id")).values(
+    updated_at=bindparam("now"))
 
 
 def _save(message_id: str, content: str, status: str, **extra) -> None:
@@ -136,9 +141,9 @@ def chat_reply(ctx: JobContext) -> dict:
         raise JobFailed("llm_error", str(exc)) from exc
     content, now = "".join(parts), utcnow()
     with write_tx():
-        db.session.execute(update(Message).where(Message.id == reply_id).values(
-            content=content, status=MessageStatus.complete.value, updated_at=now))
-        db.session.execute(update(Conversation).where(Conversation.id == p.conversation_id).values(updated_at=now))
+        conn = db.session.connection()
+        conn.execute(_COMPLETE, {"reply_id": reply_id, "content": content, "now": now})
+        conn.execute(_TOUCH, {"conversation_id": p.conversation_id, "now": now})
     return {"message": {"id": reply_id, "conversation_id": p.conversation_id, "role": "assistant",
                         "content": content, "status": MessageStatus.complete.value, "citations": citations,
                         "created_at": created_at.isoformat() + "Z"}}
