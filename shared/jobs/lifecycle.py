@@ -161,8 +161,9 @@ _FAIL = tuple(Prepared(update(JOBS).where(*_HELD).values(**_FAIL_VALUES, **extra
 
 def _end_read() -> None:
     """End the session's open transaction, if any (an empty commit still costs ~0.1 ms)."""
-    if db.session.in_transaction():
-        db.session.commit()
+    session = db.session()
+    if session.in_transaction():
+        session.commit()
 
 
 def claim(job_id: str) -> Claimed | None:
