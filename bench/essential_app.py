@@ -7,9 +7,9 @@ on the same database and Redis, answering the same paths with the same JSON:
   (`SendBody`); verify the JWT (HS256, PyJWT) and check revocation in one Redis round trip
   (one EXISTS of the same two keys the API checks, api/extensions/jwt.py); in one write
   transaction, Core inserts of the rows the route writes (the job, the conversation, both
-  messages, the idempotency key when one is sent), then commit; publish the Celery message
-  that `send_task` would (protocol 2: task id = job id) with kombu, by the API's own
-  `shared.jobs.kinds.send`, which does no more than that; answer 202 with the same envelope
+  messages, the idempotency key when one is sent), then commit; publish the same Celery
+  message (protocol 2: task name, queue, task id = job id, the same headers and body as
+  `send_task`) with kombu; answer 202 with the same envelope
   (signed status and events URLs).
 - essential poll (`GET /api/jobs/<id>`): verify the JWT and the same one round trip; one
   SELECT of the job by primary key and owner; answer the JSON of api.services.jobs.to_dict.
@@ -22,21 +22,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import socket
 import uuid
 from datetime import timedelta
 
 import jwt
 import redis
 from flask import Flask, request
+from kombu import Connection
+from kombu.pools import producers
 from pydantic import ValidationError
 from sqlalchemy import bindparam, create_engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from api.extensions.jwt import revoked_key, session_key, session_of
 from api.schemas.chat import SendBody
+from shared.celery_config import route_for
 from shared.database import normalise_url, utcnow, wait_for_write_lock  # also the SQLite connect and BEGIN hooks
-from shared.jobs.kinds import send as publish
+from shared.jobs.kinds import KIND_TASKS
 from shared.models import Conversation, IdempotencyKey, Job, Message
 from shared.redis_client import MAX_CONNECTIONS
 from shared.settings import get_settings
@@ -44,6 +49,9 @@ from shared.signing import Binding, audio_url, job_urls
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
 SCOPE = "chat.send"
+TASK = KIND_TASKS["chat"]
+QUEUE = route_for(TASK)
+EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 JOBS, CONVERSATIONS, MESSAGES, KEYS = (m.__table__ for m in (Job, Conversation, Message, IdempotencyKey))
 INSERT_JOB, INSERT_CONVERSATION, INSERT_MESSAGES, INSERT_KEY = (insert(t) for t in (JOBS, CONVERSATIONS, MESSAGES,
                                                                                       KEYS))
@@ -85,6 +93,11 @@ def create_app() -> Flask:
     url = normalise_url(s.DATABASE_URL)  # the options of shared.database.init_db
     engine = create_engine(url, **({"connect_args": {"timeout": 15, "check_same_thread": False}}
                                    if url.startswith("sqlite") else {"pool_size": 10, "max_overflow": 20}))
+    broker = Connection(s.REDIS_URL, transport_options={"visibility_timeout": s.BROKER_VISIBILITY_TIMEOUT,
+                                                        "socket_connect_timeout": s.REDIS_SOCKET_TIMEOUT,
+                                                        "socket_timeout": 5, "max_connections": 1000})
+    origin, reply_to = f"gen{os.getpid()}@{socket.gethostname()}", str(uuid.uuid4())
+
     def caller() -> tuple[str, Binding]:
         auth = request.headers.get("Authorization", "")
         try:
@@ -107,6 +120,18 @@ def create_app() -> Flask:
                 if conn.execute(stmt, params).rowcount == 0:
                     raise Refused(404, "not_found", "no such conversation")
             conn.commit()
+
+    def publish(job_id: str) -> None:
+        """The message `celery.send_task(TASK, args=[job_id], task_id=job_id)` sends (protocol 2)."""
+        headers = {"lang": "py", "task": TASK, "id": job_id, "shadow": None, "eta": None, "expires": None,
+                   "group": None, "group_index": None, "retries": 0, "timelimit": [None, None], "root_id": job_id,
+                   "parent_id": None, "argsrepr": repr([job_id]), "kwargsrepr": "{}", "origin": origin,
+                   "ignore_result": None, "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {}}
+        with producers[broker].acquire(block=True) as producer:
+            producer.publish(([job_id], {}, EMBED), exchange="", routing_key=QUEUE, serializer="json",
+                             headers=headers, correlation_id=job_id, reply_to=reply_to, delivery_mode=2,
+                             retry=True, retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2,
+                                                       "interval_max": 0.5})
 
     @app.errorhandler(Refused)
     def refused(exc: Refused):
@@ -172,7 +197,7 @@ def create_app() -> Flask:
             if row is None or row.request_hash != request_hash:
                 raise Refused(422, "idempotency_key_reused", "this key was used with another body") from None
             return {**row.response, **job_urls(row.response["job_id"], binding)}, 202
-        publish(job_id, "chat")  # the Celery message, published with kombu (shared.jobs.kinds)
+        publish(job_id)
         return {**answer, **job_urls(job_id, binding)}, 202
 
     @app.get("/api/jobs/<job_id>")

@@ -1,8 +1,8 @@
 """The cost of sending one task message, by way of sending it: python -m bench.publish [-n N]
 
 Compares Celery's `send_task` acquiring its own producer, `send_task` with a producer taken
-from the pool by the caller, the same message published with kombu (what
-shared.jobs.kinds.send does), and a bare Redis LPUSH (the floor), on a Redis server of its own.
+from the pool by the caller (what shared.jobs.kinds.send does), and a bare Redis LPUSH (the
+floor), on a Redis server of its own.
 """
 from __future__ import annotations
 
@@ -37,12 +37,9 @@ def main() -> None:
             with app.producer_pool.acquire(block=True) as producer:
                 app.send_task("default.noop", args=["x"], task_id=uuid.uuid4().hex, producer=producer)
 
-        from shared.jobs.kinds import send
-
         r = redis.Redis.from_url(url)
         payload = b"x" * 600
         for name, fn in (("send_task", own), ("send_task, pooled producer", pooled),
-                         ("kinds.send (kombu publish)", lambda: send(uuid.uuid4().hex, "noop")),
                          ("LPUSH alone", lambda: r.lpush("floor", payload))):
             for _ in range(100):
                 fn()

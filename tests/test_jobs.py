@@ -220,40 +220,6 @@ def test_the_broker_lookup_sees_waiting_messages_and_not_taken_ones(app):
         r.delete(queue)
 
 
-def test_the_task_message_is_the_one_send_task_sends(app, monkeypatch):
-    """shared.jobs.kinds.send publishes with kombu what Celery's send_task would: the same body,
-    headers and properties, in the same queue, so a worker cannot tell them apart. Both go
-    through one Celery app on kombu's in-memory transport, and are read back from each queue."""
-    from shared.celery_config import make_celery, route_for
-    from shared.jobs import kinds
-    celery = make_celery("message-check")
-    celery.conf.broker_url = "memory://"
-    monkeypatch.setattr(kinds, "_celery", celery)
-    with celery.connection_for_write() as conn:
-        channel = conn.default_channel
-        for kind, task in kinds.KIND_TASKS.items():
-            ours, theirs = uuid.uuid4().hex, uuid.uuid4().hex
-            celery.send_task(task, args=[theirs], task_id=theirs)
-            kinds.send(ours, kind)
-            first, second = channel.basic_get(route_for(task)), channel.basic_get(route_for(task))
-            assert first is not None and second is not None, f"both messages of {kind} reach {route_for(task)}"
-            assert first.headers["id"] == theirs and second.headers["id"] == ours
-            mine, sent = second, first
-            assert mine.decode() == [[ours], {}, sent.decode()[2]]
-            per_message = {"id", "root_id", "argsrepr", "origin"}
-            assert {k: v for k, v in mine.headers.items() if k not in per_message} == \
-                   {k: v for k, v in sent.headers.items() if k not in per_message}
-            assert (mine.headers["root_id"], mine.headers["argsrepr"]) == (ours, repr([ours]))
-            assert mine.headers["origin"].split("@")[1] == sent.headers["origin"].split("@")[1]
-            assert (mine.content_type, mine.content_encoding) == (sent.content_type, sent.content_encoding)
-            assert mine.properties["correlation_id"] == ours
-            assert {k: v for k, v in mine.properties.items() if k not in ("correlation_id", "delivery_tag",
-                                                                            "delivery_info", "reply_to")} == \
-                   {k: v for k, v in sent.properties.items() if k not in ("correlation_id", "delivery_tag",
-                                                                            "delivery_info", "reply_to")}
-            assert mine.delivery_info["routing_key"] == sent.delivery_info["routing_key"] == route_for(task)
-
-
 def test_a_jobs_log_context_ends_with_it(app):
     """A job's ids are in its log lines and in none after it: the next task of the same pool process
     (the sweeper's) logs without them."""
