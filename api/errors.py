@@ -11,12 +11,11 @@ from typing import Any
 
 import redis
 from flask import Flask, jsonify, request
-from flask_limiter import RateLimitExceeded
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
-from api.extensions.limiter import RateLimited, retry_after_seconds
+from api.extensions.limiter import RateLimited
 from shared.jobs import JobLimitExceeded
 
 log = logging.getLogger(__name__)
@@ -112,8 +111,6 @@ def register_error_handlers(app: Flask) -> None:
         headers = {}
         if exc.code == 405 and hasattr(exc, "valid_methods") and exc.valid_methods:
             headers["Allow"] = ", ".join(exc.valid_methods)
-        if isinstance(exc, RateLimitExceeded):  # a route's limit: answered as every other rate limit
-            return _rate_limited(RateLimited(exc.limit.limit, retry_after_seconds()))
         message = exc.description or exc.name
         if exc.code == 413:
             message = "the request body is too large"

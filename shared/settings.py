@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     MAX_CONTENT_LENGTH: int = 1024 * 1024  # JSON bodies; uploads have their own limit
     UPLOAD_MAX_BYTES: int = 25 * 1024 * 1024
     MAX_ACTIVE_JOBS_PER_KIND: int = Field(20, ge=1)  # queued or running, per user and kind
-    # Per signed-in user (keyed on the user id), in Flask-Limiter's notation: 429 `rate_limited` beyond.
+    # Per signed-in user (keyed on the user id), in the `limits` notation: 429 `rate_limited` beyond.
     CHAT_RATE_LIMIT: str = "30/minute"  # POST /api/chat/send
     TTS_RATE_LIMIT: str = "20/minute"  # POST /api/tts
     UPLOAD_RATE_LIMIT: str = "60/hour"  # POST /api/upload/file
@@ -177,7 +177,7 @@ class Settings(BaseSettings):
                      "RATELIMIT_SEND_CODE_IP")
     @classmethod
     def _rate_limit(cls, value: str) -> str:
-        """A limit in Flask-Limiter's notation (`30/minute;300/hour`): a typo stops the start, not a route."""
+        """A limit in the `limits` notation (`30/minute;300/hour`): a typo stops the start, not a route."""
         try:
             parse_many(value)
         except ValueError as exc:

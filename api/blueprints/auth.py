@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask_openapi3 import APIBlueprint, Tag
 
 from api.extensions.jwt import NO_STORE
-from api.extensions.limiter import limiter
+from api.extensions.limiter import auth_route_limit, per_ip
 from api.schemas.auth import LoginBody, RegisterBody, ResetPasswordBody, SendCodeBody, SendCodeResponse, TokenResponse
 from api.schemas.common import ERRORS, ErrorResponse, MessageResponse
 from api.schemas.user import UserOut
@@ -14,16 +14,15 @@ from shared.settings import get_settings
 
 bp = APIBlueprint("auth", __name__, url_prefix="/api/auth", abp_tags=[Tag(name="auth")], abp_responses=ERRORS)
 BEARER = [{"bearer": []}]
-_s = get_settings()
 
-limiter.limit(_s.RATELIMIT_AUTH)(bp)
+bp.before_request(auth_route_limit)
 
 
 @bp.post("/send-code", responses={202: SendCodeResponse})
-@limiter.limit(lambda: get_settings().RATELIMIT_SEND_CODE_IP, scope="send-code-ip")
 def send_code(body: SendCodeBody):
     """Mail a 6-digit code for register, reset_password or delete_account; resends are limited per address
     and purpose, however it is spelled (429 `rate_limited`)."""
+    per_ip(get_settings().RATELIMIT_SEND_CODE_IP, "send-code-ip")
     return accounts.send_code(body.email, body.purpose), 202
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from api.errors import APIError
 from api.extensions.jwt import claims as token_claims
 from api.extensions.jwt import revoke_session, revoked_key, session_of
+from api.extensions.limiter import client_address
 from api.services import codes, files, identity, login_throttle
 from api.services.identity import Caller
 from api.services.jobs import enqueue, envelope
@@ -39,7 +40,7 @@ def find_by_email(email: str) -> User | None:
 
 def send_code(email: str, purpose: str) -> dict:
     """Queue the mail; the answer is the same whether or not the address has an account."""
-    codes.throttle_send(email, purpose, request.remote_addr or "-")
+    codes.throttle_send(email, purpose, client_address())
     exists = find_by_email(email) is not None
     template = CODE_TEMPLATES[purpose][0 if exists else 1]
     context: dict = {"purpose": purpose, "minutes": get_settings().CODE_TTL // 60}

@@ -18,7 +18,7 @@ import secrets
 from limits import parse_many
 
 from api.errors import APIError
-from api.extensions.limiter import KEY_PREFIX, exceeded, limiter
+from api.extensions.limiter import KEY_PREFIX, exceeded, strategy
 from shared.redis_client import get_redis
 from shared.settings import get_settings
 
@@ -97,18 +97,18 @@ def throttle_send(email: str, purpose: str, ip: str) -> None:
     wherever it came; the per-address-and-IP limit is only counted when the first allows the
     request, so requests from elsewhere cannot use up the owner's allowance beyond it.
     """
-    if not limiter.enabled:
+    counter = strategy()
+    if counter is None:
         return
     s = get_settings()
-    strategy = limiter.limiter
     address = send_key(email, purpose)
     per_address = [(item, address) for item in parse_many(s.RATELIMIT_SEND_CODE_EMAIL)]
     per_address_ip = [(item, (*address, ip)) for item in parse_many(s.RATELIMIT_SEND_CODE_EMAIL_IP)]
     for item, key in per_address_ip:
-        if not strategy.test(item, *key):
+        if not counter.test(item, *key):
             raise exceeded(item, key)
     for item, key in per_address:
-        if not strategy.hit(item, *key):
+        if not counter.hit(item, *key):
             raise exceeded(item, key)
     for item, key in per_address_ip:
-        strategy.hit(item, *key)
+        counter.hit(item, *key)
